@@ -1,0 +1,122 @@
+"""The REST application: ``create_app(config, engine)`` builds the falcon ASGI app.
+
+It wires the routes to the resources of ``ingress/resources/``, installs the
+one error mapping (``ingress/errors.py``) and a lifecycle middleware that, at
+ASGI startup, opens the asyncpg pool, loads the user directory (and starts its
+LISTEN) and opens the Redis client used by /health; at shutdown it closes
+them. The ``EngineClient`` is given: its life (rings, reader task) belongs to
+whoever made it (``ingress/worker.py`` in production, a local engine in tests).
+Nothing here runs per request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+import asyncpg
+import falcon.asgi
+import orjson
+import redis.asyncio as aioredis
+
+from ingress.dispatch import EngineClient
+from ingress.errors import install_error_handlers
+from ingress.resources import admin, health, market, orders
+from ingress.resources.base import Context
+from ingress.symbols import Catalog
+from ingress.users import UserDirectory
+
+log = logging.getLogger("ingress.app")
+
+POOL_MIN = 1
+POOL_MAX = 4
+CLOSE_TIMEOUT_S = 5.0
+REDIS_TIMEOUT_S = 1.0
+
+
+class Lifecycle:
+    """Opens the app's database pool, user directory and Redis client at startup; closes them at shutdown."""
+
+    def __init__(self, ctx: Context) -> None:
+        self.ctx = ctx
+
+    async def process_startup(self, scope: Mapping[str, Any], event: Mapping[str, Any]) -> None:
+        ctx = self.ctx
+        dsn = ctx.config.postgres.url
+        if not dsn:
+            raise RuntimeError("postgres.url is empty: the ingress needs the resolved DATABASE_URL")
+        ctx.pool = await asyncpg.create_pool(dsn, min_size=POOL_MIN, max_size=POOL_MAX)
+        await ctx.users.start(ctx.pool)
+        url = ctx.config.redis.url
+        if url:
+            ctx.redis = aioredis.Redis.from_url(
+                url, socket_timeout=REDIS_TIMEOUT_S, socket_connect_timeout=REDIS_TIMEOUT_S
+            )
+        else:
+            log.warning("redis.url is empty: /health will report redis down")
+
+    async def process_shutdown(self, scope: Mapping[str, Any], event: Mapping[str, Any]) -> None:
+        ctx = self.ctx
+        await ctx.users.close()
+        if ctx.redis is not None:
+            redis, ctx.redis = ctx.redis, None
+            with contextlib.suppress(Exception):
+                await redis.aclose()
+        if ctx.pool is not None:
+            pool, ctx.pool = ctx.pool, None
+            try:
+                await asyncio.wait_for(pool.close(), CLOSE_TIMEOUT_S)
+            except Exception:
+                pool.terminate()
+
+
+_BAD_QUERY = orjson.dumps({"code": -1100, "msg": "the query string is not valid UTF-8"})
+
+
+class ExchangeApp(falcon.asgi.App):
+    """falcon's ASGI App with the exchange context at ``.exchange`` (for the worker and tests).
+
+    falcon decodes the query string before any error handler can see the request:
+    a query string that is not UTF-8 is answered here, as -1100.
+    """
+
+    exchange: Context
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:  # type: ignore[override]
+        try:
+            await super().__call__(scope, receive, send)
+        except UnicodeDecodeError:
+            if scope.get("type") != "http":
+                raise
+            headers = [(b"content-type", b"application/json"), (b"content-length", str(len(_BAD_QUERY)).encode())]
+            await send({"type": "http.response.start", "status": 400, "headers": headers})
+            await send({"type": "http.response.body", "body": _BAD_QUERY})
+
+
+def create_app(config: Any, engine: EngineClient) -> ExchangeApp:
+    """The falcon ASGI app of one ingress worker."""
+    catalog = Catalog.from_config(config)
+    users = UserDirectory(config.postgres.url)
+    ctx = Context(config, engine, catalog, users)
+    app = ExchangeApp(middleware=[Lifecycle(ctx)])
+    app.req_options.keep_blank_qs_values = True
+    app.req_options.auto_parse_qs_csv = False
+    install_error_handlers(app)
+
+    app.add_route("/api/v3/ping", market.Ping(ctx))
+    app.add_route("/api/v3/time", market.Time(ctx))
+    app.add_route("/api/v3/exchangeInfo", market.ExchangeInfo(ctx))
+    app.add_route("/api/v3/depth", market.Depth(ctx))
+    app.add_route("/api/v3/ticker/bookTicker", market.BookTicker(ctx))
+    app.add_route("/api/v3/order", orders.Order(ctx))
+    app.add_route("/api/v3/order/test", orders.OrderTest(ctx))
+    app.add_route("/api/v3/order/amend/keepPriority", orders.Amend(ctx))
+    app.add_route("/api/v3/openOrders", orders.OpenOrders(ctx))
+    app.add_route("/api/v3/batchOrders", orders.BatchOrders(ctx))
+    app.add_route("/admin/v1/users", admin.Users(ctx))
+    app.add_route("/health", health.Health(ctx))
+    app.exchange = ctx
+    return app

@@ -1,0 +1,331 @@
+"""The ring-backed EngineClient of one ingress worker (see ``ingress.dispatch``).
+
+Owns: this worker's producer side of every shard's command ring, the consumer
+side of its answer rings, the request-id counter, the table of pending
+requests (request id -> future), the answer reader task and the timeout
+sweeper. Never: blocks the event loop (ring writes and reads never wait;
+answers wake the loop through the doorbell's ``add_reader``), parses HTTP, or
+logs per request.
+
+A call::
+
+    rid = next id; record = wire.encode_command(rid, cmd)
+    command ring full  -> EngineBusy (nothing sent, no entry made)
+    pending[rid] = future; await it
+    reader task: answer ring -> wire.decode_answer -> pending.pop(rid).set_result
+    sweeper: a request older than answer_timeout_ms -> EngineTimeout (entry removed)
+    caller cancelled (client gone) -> entry removed at once
+
+Request ids are unique per process life (``first_request_id``), so answers left in
+the ring for a previous life of this worker are dropped as late, never mistaken.
+
+Timeouts without a timer per request: request ids grow in the order requests
+are made, so ``pending`` (a dict, insertion-ordered) is oldest first. Every
+``SWEEP_S`` the sweeper notes the next request id it would hand out; a marker
+older than the timeout says every id below it has expired, and the sweeper
+fails those from the front of ``pending``. A request so times out between
+``answer_timeout_ms`` and ``answer_timeout_ms + SWEEP_S`` after it was sent.
+
+An answer that arrives after its request timed out or was cancelled is
+dropped and counted (``late_answers``). If the reader task dies, it logs,
+fails every pending request with EngineTimeout (their fate is unknown) and
+every later call fails at once the same way: callers never hang.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from collections.abc import Sequence
+
+from deploy.config import Config
+from deploy.topology import ProcessContext
+from ingress.dispatch import EngineBusy, EngineTimeout
+from ringbuf.doorbell import AsyncConsumer, Doorbell, Producer
+from ringbuf.ring import Ring
+from shards.protocol import Result
+from shards.wire import AnswerAssembler, Ping, Pong, decode_answer, encode_command
+
+log = logging.getLogger("ingress.engine_client")
+
+SWEEP_S = 0.05  # timeout sweeper period
+PING_TIMEOUT_S = 0.5
+READ_MAX = 1024  # answer records taken from one ring per pass
+
+
+def first_request_id() -> int:
+    """Where this process's request ids start: its start time in ms, shifted left 20 bits.
+
+    A restarted worker must not reuse the ids of its previous life: the answer ring may
+    still hold answers to them, which would resolve the new requests with old results.
+    Starting each life at its start time leaves room for 2**20 requests per millisecond
+    of the previous life's uptime before ids could meet, and stays below 2**62.
+    """
+    return (time.time_ns() // 1_000_000) << 20
+
+
+class RingEngineClient:
+    """EngineClient over shared-memory rings for ingress worker ``worker_index``."""
+
+    def __init__(self, config: Config, ctx: ProcessContext, worker_index: int) -> None:
+        topology = ctx.topology
+        self.worker_index = worker_index
+        self.shard_count = topology.shards
+        self.timeout_s = config.rest.answer_timeout_ms / 1000.0
+        self._command_rings = [Ring.attach(topology.command_ring(worker_index, s)) for s in range(self.shard_count)]
+        self._answer_rings = [Ring.attach(topology.answer_ring(s, worker_index)) for s in range(self.shard_count)]
+        self._producers = [
+            Producer(ring, Doorbell.from_fd(ctx.doorbell_fds[f"shard.{s}"]))
+            for s, ring in enumerate(self._command_rings)
+        ]
+        self._consumer = AsyncConsumer(
+            self._answer_rings, Doorbell.from_fd(ctx.doorbell_fds[f"ingress.{worker_index}"])
+        )
+        self._assembler = AnswerAssembler()
+        self._pending: dict[int, asyncio.Future[Result]] = {}
+        self._next_rid = first_request_id()
+        self._marks: deque[tuple[float, int]] = deque()
+        self._written = [False] * self.shard_count  # shards with records not yet announced by their doorbell
+        self._bell_scheduled = False
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self._broken: str | None = None
+        self._closed = False
+        # counters for /health and /metrics
+        self.sent = 0
+        self.answered = 0
+        self.busy = 0
+        self.timeouts = 0
+        self.late_answers = 0
+        self.bad_answers = 0
+
+    # ------------------------------------------------------------- lifecycle
+
+    def start(self) -> None:
+        """Start the answer reader and the timeout sweeper on the running loop."""
+        if self._tasks:
+            return
+        self._loop = asyncio.get_running_loop()
+        self._tasks = [
+            self._loop.create_task(self._read_answers(), name=f"answers-w{self.worker_index}"),
+            self._loop.create_task(self._sweep(), name=f"sweeper-w{self.worker_index}"),
+        ]
+
+    async def close(self) -> None:
+        """Stop the tasks, fail what is pending, close the rings (idempotent)."""
+        if self._closed:
+            return
+        self._closed = True
+        self._broken = self._broken or "the engine client is closed"
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            try:
+                await task
+            except BaseException:  # noqa: BLE001 - its failure was logged where it happened
+                pass
+        self._fail_all(self._broken)
+        self._consumer.close()
+        for ring in self._command_rings + self._answer_rings:
+            ring.close()
+
+    # -------------------------------------------------------------- counters
+
+    @property
+    def pending_count(self) -> int:
+        return len(self._pending)
+
+    @property
+    def healthy(self) -> bool:
+        """False once the answer reader has died or the client was closed."""
+        return self._broken is None
+
+    def stats(self) -> dict[str, int]:
+        """Counters for /metrics: requests sent, answered, busy, timed out, late and bad answers, pending."""
+        return {
+            "sent": self.sent,
+            "answered": self.answered,
+            "busy": self.busy,
+            "timeouts": self.timeouts,
+            "late_answers": self.late_answers,
+            "bad_answers": self.bad_answers,
+            "pending": len(self._pending),
+        }
+
+    # ------------------------------------------------------------------ calls
+
+    async def call(self, shard: int, cmd: object) -> Result:
+        """Send ``cmd`` to ``shard``; its Result, or EngineBusy (nothing sent) / EngineTimeout (fate unknown)."""
+        if self._broken is not None:
+            raise EngineTimeout(self._broken)
+        rid = self._next_rid
+        self._next_rid = rid + 1
+        if not self._command_rings[shard].write(encode_command(rid, cmd)):
+            self.busy += 1
+            raise EngineBusy(f"command ring of shard {shard} is full")
+        self._written[shard] = True
+        if not self._bell_scheduled:
+            self._bell_scheduled = True
+            self._loop.call_soon(self._ring_bells)  # type: ignore[union-attr]
+        self.sent += 1
+        fut = self._loop.create_future()  # type: ignore[union-attr]
+        self._pending[rid] = fut
+        try:
+            return await fut
+        except asyncio.CancelledError:
+            self._pending.pop(rid, None)
+            raise
+
+    async def call_batch(self, items: Sequence[tuple[int, object]]) -> list[Result | Exception]:
+        """Send several commands, each shard's in item order with one ring publish; one entry per item.
+
+        A shard answers its ring in order, and the sweeper expires requests oldest first, so
+        once the last request of a shard's group is done, all of that group are: the call
+        awaits one future per shard, not one per item.
+        """
+        if self._broken is not None:
+            return [EngineTimeout(self._broken) for _ in items]
+        out: list[Result | Exception | None] = [None] * len(items)
+        by_shard: dict[int, list[int]] = {}
+        for i, item in enumerate(items):
+            by_shard.setdefault(item[0], []).append(i)
+        pending = self._pending
+        create_future = self._loop.create_future  # type: ignore[union-attr]
+        rings = self._command_rings
+        rid = self._next_rid
+        groups: list[list[tuple[int, int, asyncio.Future[Result]]]] = []
+        for shard, positions in by_shard.items():
+            records = [encode_command(rid + k, items[i][1]) for k, i in enumerate(positions)]
+            sent = rings[shard].write_batch(records)
+            if sent:
+                group = []
+                for k in range(sent):
+                    fut = create_future()
+                    pending[rid + k] = fut
+                    group.append((positions[k], rid + k, fut))
+                groups.append(group)
+                rid += sent
+                self.sent += sent
+                self._written[shard] = True
+            for i in positions[sent:]:
+                self.busy += 1
+                out[i] = EngineBusy(f"command ring of shard {shard} is full")
+        self._next_rid = rid
+        if groups and not self._bell_scheduled:
+            self._bell_scheduled = True
+            self._loop.call_soon(self._ring_bells)  # type: ignore[union-attr]
+        try:
+            for group in groups:
+                for i, _, fut in reversed(group):  # the last first: usually the others are done then
+                    if not fut.done():
+                        try:
+                            await fut
+                        except EngineTimeout:
+                            pass
+                    exc = fut.exception()
+                    out[i] = exc if exc is not None else fut.result()  # type: ignore[assignment]
+        except asyncio.CancelledError:
+            for group in groups:
+                for _, request_id, _ in group:
+                    pending.pop(request_id, None)
+            raise
+        return out  # type: ignore[return-value]
+
+    def _ring_bells(self) -> None:
+        """Wake the shards written to in this loop iteration (those asleep), one doorbell each.
+
+        ``call`` writes its record at once but leaves the doorbell to this callback, which
+        runs once per event-loop iteration: the requests of one iteration cost one wake-up
+        (an eventfd write, and the context switches it causes) per shard instead of one each.
+        ``send_batch([])`` writes nothing and rings the doorbell only if the shard sleeps.
+        """
+        self._bell_scheduled = False
+        written = self._written
+        for shard, producer in enumerate(self._producers):
+            if written[shard]:
+                written[shard] = False
+                producer.send_batch([])
+
+    async def ping(self, shard: int) -> bool:
+        """True when ``shard`` answers a Ping within PING_TIMEOUT_S."""
+        try:
+            result = await asyncio.wait_for(self.call(shard, Ping()), PING_TIMEOUT_S)
+        except (TimeoutError, EngineBusy, EngineTimeout):
+            return False
+        return isinstance(result, Pong)
+
+    # ------------------------------------------------------------ background
+
+    async def _read_answers(self) -> None:
+        wait = self._consumer.wait
+        rings = self._answer_rings
+        try:
+            while True:
+                await wait()
+                for ring in rings:
+                    records = ring.read(READ_MAX)
+                    while records:
+                        self._deliver(records)
+                        ring.commit()
+                        records = ring.read(READ_MAX)
+                await asyncio.sleep(0)  # let the callers just resolved run before the next pass
+        except asyncio.CancelledError:
+            raise
+        except BaseException as exc:
+            self._broken = f"answer reader of ingress worker {self.worker_index} died: {exc!r}"
+            log.critical("event=answer_reader_died worker=%d error=%r", self.worker_index, exc, exc_info=True)
+            self._fail_all(self._broken)
+
+    def _deliver(self, records: list[bytes]) -> None:
+        pending = self._pending
+        for record in records:
+            try:
+                if record[0] & 0xC0:  # a fragment of a long answer (wire.MORE | wire.LAST)
+                    record = self._assembler.feed(record)  # type: ignore[assignment]
+                    if record is None:
+                        continue
+                rid, result = decode_answer(record)
+            except Exception as exc:  # noqa: BLE001 - one bad record must not stop the reader
+                self.bad_answers += 1
+                log.error("event=bad_answer worker=%d size=%d error=%r", self.worker_index, len(record), exc)
+                continue
+            fut = pending.pop(rid, None)
+            if fut is None or fut.done():
+                self.late_answers += 1
+                continue
+            self.answered += 1
+            fut.set_result(result)
+
+    async def _sweep(self) -> None:
+        loop = self._loop
+        marks = self._marks
+        pending = self._pending
+        timeout = self.timeout_s
+        while True:
+            await asyncio.sleep(SWEEP_S)
+            now = loop.time()  # type: ignore[union-attr]
+            marks.append((now, self._next_rid))
+            expired_below = 0
+            while marks and marks[0][0] <= now - timeout:
+                expired_below = marks.popleft()[1]
+            if not expired_below:
+                continue
+            while pending:
+                rid = next(iter(pending))
+                if rid >= expired_below:
+                    break
+                fut = pending.pop(rid)
+                if not fut.done():
+                    self.timeouts += 1
+                    fut.set_exception(
+                        EngineTimeout(f"no answer to request {rid} within {int(timeout * 1000)} ms; status unknown")
+                    )
+
+    def _fail_all(self, reason: str) -> None:
+        futures = list(self._pending.values())
+        self._pending.clear()
+        for fut in futures:
+            if not fut.done():
+                fut.set_exception(EngineTimeout(reason))

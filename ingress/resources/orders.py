@@ -1,0 +1,204 @@
+"""Signed order endpoints: order (new, cancel, query), test, amend, openOrders, batchOrders.
+
+Each handler reads and authenticates the request, validates it into one
+engine command (``ingress/params.py``), sends it to the owning shard through
+the ``EngineClient`` seam and writes the contract view (``ingress/views.py``).
+Commands carry the caller's user id, so another user's order answers -2013
+exactly like an unknown id (the engine decides). The hot path does not log.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import falcon.asgi
+import orjson
+
+from ingress import params as p
+from ingress import views
+from ingress.dispatch import EngineBusy
+from ingress.errors import ApiError, Malformed, MissingParam, error_of_exception, rejected_error
+from ingress.inputs import check_allowed
+from ingress.resources.base import Context, answer, unexpected
+from shards.protocol import (
+    CancelAll,
+    CancelOrder,
+    OrderResult,
+    OrdersResult,
+    OrderView,
+    QueryOpenOrders,
+    QueryOrder,
+    Rejected,
+)
+
+NEW_ORDER = p.ORDER_PARAMS | p.SIGNED_PARAMS
+ORDER_REF = frozenset(("symbol", "orderId", "origClientOrderId")) | p.SIGNED_PARAMS
+AMEND = ORDER_REF | {"newQty"}
+SYMBOL_SIGNED = frozenset(("symbol",)) | p.SIGNED_PARAMS
+BATCH = frozenset(("orders",)) | p.SIGNED_PARAMS
+BATCH_MAX = 100
+
+
+def _order_result(res: object) -> OrderResult:
+    if type(res) is not OrderResult:
+        raise unexpected(res)
+    return res
+
+
+class Order:
+    """POST (new), DELETE (cancel) and GET (query) /api/v3/order."""
+
+    def __init__(self, ctx: Context) -> None:
+        self.ctx = ctx
+
+    async def on_post(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
+        ctx = self.ctx
+        params, user_id = await ctx.signed(req, NEW_ORDER)
+        rules, cmd, resp_type = p.new_order(ctx.catalog, params, user_id)
+        res = _order_result(await ctx.call(rules.shard, cmd))
+        answer(resp, views.new_order(rules, res.order, res.fills, resp_type))
+
+    async def on_delete(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
+        ctx = self.ctx
+        params, user_id = await ctx.signed(req, ORDER_REF)
+        rules = p.symbol_rules(ctx.catalog, params)
+        order_id, coid = p.order_ref(params)
+        res = _order_result(await ctx.call(rules.shard, CancelOrder(rules.symbol_id, user_id, order_id, coid, 0)))
+        answer(resp, views.canceled(rules, res.order))
+
+    async def on_get(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
+        ctx = self.ctx
+        params, user_id = await ctx.signed(req, ORDER_REF)
+        rules = p.symbol_rules(ctx.catalog, params)
+        order_id, coid = p.order_ref(params)
+        res = _order_result(await ctx.call(rules.shard, QueryOrder(rules.symbol_id, user_id, order_id, coid)))
+        answer(resp, views.order(rules, res.order))
+
+
+class OrderTest:
+    """POST /api/v3/order/test: every check of a new order, nothing sent to the engine."""
+
+    def __init__(self, ctx: Context) -> None:
+        self.ctx = ctx
+
+    async def on_post(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
+        params, user_id = await self.ctx.signed(req, NEW_ORDER)
+        p.new_order(self.ctx.catalog, params, user_id)
+        resp.data = b"{}"
+
+
+class Amend:
+    """PUT /api/v3/order/amend/keepPriority: reduce an open order's quantity in place."""
+
+    def __init__(self, ctx: Context) -> None:
+        self.ctx = ctx
+
+    async def on_put(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
+        ctx = self.ctx
+        params, user_id = await ctx.signed(req, AMEND)
+        rules, cmd = p.amend(ctx.catalog, params, user_id)
+        order = _order_result(await ctx.call(rules.shard, cmd)).order
+        # The engine's OrderResult carries no execution id yet: 0 until the protocol has one.
+        answer(resp, {"transactTime": order.update_time, "executionId": 0, "amendedOrder": views.order(rules, order)})
+
+
+class OpenOrders:
+    """GET (symbol optional: every shard) and DELETE (cancel all on a symbol) /api/v3/openOrders."""
+
+    def __init__(self, ctx: Context) -> None:
+        self.ctx = ctx
+
+    async def on_get(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
+        ctx = self.ctx
+        params, user_id = await ctx.signed(req, SYMBOL_SIGNED)
+        if p.optional_text(params, "symbol") is not None:
+            rules = p.symbol_rules(ctx.catalog, params)
+            results: list[Any] = [await ctx.call(rules.shard, QueryOpenOrders(rules.symbol_id, user_id))]
+        else:
+            shards = range(ctx.engine.shard_count)
+            results = await ctx.engine.call_batch([(shard, QueryOpenOrders(0, user_id)) for shard in shards])
+        orders: list[OrderView] = []
+        for res in results:
+            if type(res) is OrdersResult:
+                orders.extend(res.orders)
+            elif isinstance(res, Exception):
+                raise error_of_exception(res)
+            elif type(res) is Rejected:
+                raise rejected_error(res)
+            else:
+                raise unexpected(res)
+        orders.sort(key=lambda o: (o.time, o.symbol_id, o.order_id))
+        by_id = ctx.catalog.by_id
+        answer(resp, [views.order(by_id[o.symbol_id], o) for o in orders])
+
+    async def on_delete(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
+        ctx = self.ctx
+        params, user_id = await ctx.signed(req, SYMBOL_SIGNED)
+        rules = p.symbol_rules(ctx.catalog, params)
+        res = await ctx.call(rules.shard, CancelAll(rules.symbol_id, user_id, 0))
+        if type(res) is not OrdersResult:
+            raise unexpected(res)
+        answer(resp, [views.canceled(rules, o) for o in res.orders])
+
+
+def _orders_param(params: dict[str, Any]) -> list[Any]:
+    orders = params.get("orders")
+    if orders is None or orders == "":
+        raise MissingParam("mandatory parameter 'orders' was not sent, was empty or null")
+    if type(orders) is str:
+        try:
+            orders = orjson.loads(orders)
+        except orjson.JSONDecodeError as exc:
+            raise Malformed(f"parameter 'orders' is not valid JSON: {exc}") from None
+    if type(orders) is not list:
+        raise Malformed(f"parameter 'orders' must be an array of order objects, got {type(orders).__name__}")
+    if not orders:
+        raise MissingParam("mandatory parameter 'orders' is an empty array; send 1 to 100 orders")
+    if len(orders) > BATCH_MAX:
+        raise Malformed(f"parameter 'orders' holds {len(orders)} orders; the limit is {BATCH_MAX}")
+    return orders
+
+
+def _error(ex: ApiError) -> dict[str, Any]:
+    return {"code": ex.code, "msg": ex.msg}
+
+
+class BatchOrders:
+    """POST /api/v3/batchOrders: 1..100 new orders, one answer (order or error) per order, in order."""
+
+    def __init__(self, ctx: Context) -> None:
+        self.ctx = ctx
+
+    async def on_post(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
+        ctx = self.ctx
+        params, user_id = await ctx.signed(req, BATCH)
+        orders = _orders_param(params)
+        out: list[Any] = [None] * len(orders)
+        items = []
+        sent = []
+        catalog = ctx.catalog
+        for i, item in enumerate(orders):
+            try:
+                if type(item) is not dict:
+                    raise Malformed(f"orders[{i}] must be an object, got {type(item).__name__}")
+                check_allowed(item, p.ORDER_PARAMS)
+                rules, cmd, resp_type = p.new_order(catalog, item, user_id)
+            except ApiError as ex:
+                out[i] = _error(ex)
+                continue
+            items.append((rules.shard, cmd))
+            sent.append((i, rules, resp_type))
+        if items:
+            results = await ctx.engine.call_batch(items)
+            for (i, rules, resp_type), res in zip(sent, results, strict=True):
+                if type(res) is OrderResult:
+                    out[i] = views.new_order(rules, res.order, res.fills, resp_type)
+                elif type(res) is Rejected:
+                    out[i] = _error(rejected_error(res))
+                elif isinstance(res, Exception):
+                    out[i] = _error(error_of_exception(res))
+                else:
+                    out[i] = _error(unexpected(res))
+            if any(type(r) is EngineBusy for r in results):
+                resp.set_header("Retry-After", "1")
+        answer(resp, out)

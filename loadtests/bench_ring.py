@@ -1,0 +1,388 @@
+"""Benchmark of ``ringbuf``: throughput and one-way latency between two real processes.
+
+Owns: the ring figures reported against LIMITS.md. Never: asserts anything
+(benchmarks report, tests assert).
+
+Throughput (64-byte records, producer and consumer in two forked processes,
+each pinned to its own CPU when there are two): one record per ``write``,
+``write_batch`` of 64, and ``write_array``/``read_array`` of 64 and 1 024.
+Each is measured next to a bare ring in the same run (fixed 64-byte slots, no
+framing, no checks: the ceiling the lab measured), and reported as a ratio,
+because absolute figures drift between runs and machines.
+
+Latency: a producer paced at ``--rate`` (default 50 000/s) stamps each record
+with ``perf_counter_ns`` (CLOCK_MONOTONIC, shared by all processes) and sends
+it through ``Producer.send``; the consumer waits with each strategy (spin,
+yield, block), reads, and takes the difference. p50/p99/p99.9 in us.
+
+Usage: ``python loadtests/bench_ring.py [--quick]``; the last stdout line is
+one JSON object with every figure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing as mp
+import os
+import statistics
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from ringbuf import Consumer, Doorbell, Producer, Ring  # noqa: E402
+
+CTX = mp.get_context("fork")
+RECORD = 64
+CAPACITY = 1 << 20
+RECORD_DTYPE = np.dtype([("seq", "<u8"), ("body", "V56")])
+PIN = True
+
+
+def _pin(cpu: int) -> None:
+    if PIN and hasattr(os, "sched_setaffinity") and len(os.sched_getaffinity(0)) >= 2:
+        cpus = sorted(os.sched_getaffinity(0))
+        os.sched_setaffinity(0, {cpus[cpu % len(cpus)]})
+
+
+def _run_pair(producer: Any, consumer: Any, name: str, count: int, *args: Any) -> float:
+    """Fork ``producer`` and ``consumer``; return records/s from the start signal to the last record."""
+    args = (name, count, *args)
+    start = CTX.Event()
+    results = CTX.Queue()
+    procs = [
+        CTX.Process(target=_child, args=(producer, 0, start, results, *args)),
+        CTX.Process(target=_child, args=(consumer, 1, start, results, *args)),
+    ]
+    for proc in procs:
+        proc.start()
+    ready = [results.get(timeout=30) for _ in procs]
+    assert all(item == "ready" for item in ready), ready
+    t0 = time.perf_counter()
+    start.set()
+    done = dict(results.get(timeout=120) for _ in procs)
+    for proc in procs:
+        proc.join(timeout=30)
+    return count / (done["end"] - t0)
+
+
+def _child(fn: Any, cpu: int, start: Any, results: Any, *args: Any) -> None:
+    _pin(cpu)
+    fn(start, results, *args)
+
+
+# ------------------------------------------------------------------ our ring
+
+
+def _produce_single(start: Any, results: Any, name: str, count: int) -> None:
+    ring = Ring.attach(name)
+    write = ring.write
+    record = b"r" * RECORD
+    results.put("ready")
+    start.wait()
+    for _ in range(count):
+        while not write(record):
+            pass
+    results.put(("producer", 0))
+    ring.close()
+
+
+def _produce_batch(start: Any, results: Any, name: str, count: int, batch: int) -> None:
+    ring = Ring.attach(name)
+    write_batch = ring.write_batch
+    records = [b"r" * RECORD] * batch
+    results.put("ready")
+    start.wait()
+    for _ in range(count // batch):
+        left = records
+        while left:
+            left = left[write_batch(left) :]
+    results.put(("producer", 0))
+    ring.close()
+
+
+def _produce_array(start: Any, results: Any, name: str, count: int, batch: int) -> None:
+    ring = Ring.attach(name)
+    write_array = ring.write_array
+    arr = np.zeros(batch, RECORD_DTYPE)
+    results.put("ready")
+    start.wait()
+    for _ in range(count // batch):
+        left = arr
+        while len(left):
+            left = left[write_array(left) :]
+    results.put(("producer", 0))
+    ring.close()
+
+
+def _consume(start: Any, results: Any, name: str, count: int, *extra: Any) -> None:
+    ring = Ring.attach(name)
+    read, commit = ring.read, ring.commit
+    results.put("ready")
+    start.wait()
+    got = 0
+    while got < count:
+        records = read(1024)
+        if records:
+            got += len(records)
+            commit()
+    results.put(("end", time.perf_counter()))
+    ring.close()
+
+
+def _consume_array(start: Any, results: Any, name: str, count: int, batch: int) -> None:
+    ring = Ring.attach(name)
+    read_array, commit = ring.read_array, ring.commit
+    results.put("ready")
+    start.wait()
+    got = 0
+    while got < count:
+        arr = read_array(RECORD_DTYPE, batch)
+        if len(arr):
+            got += len(arr)
+            commit()
+    results.put(("end", time.perf_counter()))
+    ring.close()
+
+
+# ---------------------------------------------------------------- bare ring
+# Fixed 64-byte slots; word 16 = tail, word 32 = head (record counts), slots from byte 512.
+
+
+def _bare_views(ring: Ring) -> tuple[Any, Any, Any, int]:
+    buf = ring._shm.buf
+    return ring._mm, buf[128:136].cast("Q"), buf[256:264].cast("Q"), ring.capacity // RECORD
+
+
+def _bare_produce(start: Any, results: Any, name: str, count: int, batch: int) -> None:
+    ring = Ring.attach(name)
+    mm, tail_q, head_q, slots = _bare_views(ring)
+    record = b"r" * RECORD
+    results.put("ready")
+    start.wait()
+    tail = head = 0
+    for _ in range(count // batch):
+        while tail + batch - head > slots:
+            head = head_q[0]
+        for _ in range(batch):
+            off = 512 + (tail % slots) * RECORD
+            mm[off : off + RECORD] = record
+            tail += 1
+        tail_q[0] = tail
+    results.put(("producer", 0))
+    del tail_q, head_q
+    ring.close()
+
+
+def _bare_produce_array(start: Any, results: Any, name: str, count: int, batch: int) -> None:
+    ring = Ring.attach(name)
+    mm, tail_q, head_q, slots = _bare_views(ring)
+    data = np.frombuffer(mm, RECORD_DTYPE, slots, 512)
+    arr = np.zeros(batch, RECORD_DTYPE)
+    results.put("ready")
+    start.wait()
+    tail = head = 0
+    for _ in range(count // batch):
+        while tail + batch - head > slots:
+            head = head_q[0]
+        pos = tail % slots
+        data[pos : pos + batch] = arr  # slots is a multiple of every batch used here
+        tail += batch
+        tail_q[0] = tail
+    results.put(("producer", 0))
+    del tail_q, head_q, data
+    ring.close()
+
+
+def _bare_consume(start: Any, results: Any, name: str, count: int, batch: int) -> None:
+    ring = Ring.attach(name)
+    mm, tail_q, head_q, slots = _bare_views(ring)
+    results.put("ready")
+    start.wait()
+    head = 0
+    out: list[bytes] = []
+    while head < count:
+        tail = tail_q[0]
+        out.clear()
+        while head < tail:
+            off = 512 + (head % slots) * RECORD
+            out.append(mm[off : off + RECORD])
+            head += 1
+        head_q[0] = head
+    results.put(("end", time.perf_counter()))
+    del tail_q, head_q
+    ring.close()
+
+
+def _bare_consume_array(start: Any, results: Any, name: str, count: int, batch: int) -> None:
+    ring = Ring.attach(name)
+    mm, tail_q, head_q, slots = _bare_views(ring)
+    data = np.frombuffer(mm, RECORD_DTYPE, slots, 512)
+    results.put("ready")
+    start.wait()
+    head = 0
+    while head < count:
+        tail = tail_q[0]
+        if tail > head:
+            pos = head % slots
+            n = min(tail - head, slots - pos, batch)
+            data[pos : pos + n].copy()
+            head += n
+            head_q[0] = head
+    results.put(("end", time.perf_counter()))
+    del tail_q, head_q, data
+    ring.close()
+
+
+# ------------------------------------------------------------------ latency
+
+
+def _latency_producer(start: Any, results: Any, name: str, bell_fd: int, rate: int, seconds: float) -> None:
+    ring = Ring.attach(name)
+    producer = Producer(ring, Doorbell(bell_fd))
+    send = producer.send
+    record = bytearray(RECORD)
+    stamp = memoryview(record)[:8].cast("Q")
+    clock = time.perf_counter_ns
+    interval = 1_000_000_000 // rate
+    count = int(rate * seconds)
+    results.put("ready")
+    start.wait()
+    due = clock()
+    for _ in range(count):
+        due += interval
+        while clock() < due:
+            pass
+        stamp[0] = clock()
+        while not send(record):
+            pass
+    stamp[0] = 0  # end marker
+    while not send(record):
+        pass
+    stamp.release()
+    results.put(("producer", 0))
+    ring.close()
+
+
+def _latency_consumer(start: Any, results: Any, name: str, bell_fd: int, strategy: str) -> None:
+    ring = Ring.attach(name)
+    consumer = Consumer([ring], Doorbell(bell_fd), strategy)
+    wait, read, commit = consumer.wait, ring.read, ring.commit
+    clock = time.perf_counter_ns
+    samples: list[int] = []
+    results.put("ready")
+    start.wait()
+    running = True
+    while running:
+        wait()
+        records = read(64)
+        now = clock()
+        for record in records:
+            sent = int.from_bytes(record[:8], "little")
+            if sent == 0:
+                running = False
+                break
+            samples.append(now - sent)
+        commit()
+    results.put(("samples", samples))
+    ring.close()
+
+
+def _latency(strategy: str, rate: int, seconds: float) -> dict[str, float]:
+    name = f"bench-{uuid.uuid4().hex[:8]}"
+    ring = Ring.create(name, CAPACITY)
+    bell = Doorbell.create()
+    try:
+        start = CTX.Event()
+        results = CTX.Queue()
+        procs = [
+            CTX.Process(target=_child, args=(_latency_producer, 0, start, results, name, bell.fd, rate, seconds)),
+            CTX.Process(target=_child, args=(_latency_consumer, 1, start, results, name, bell.fd, strategy)),
+        ]
+        for proc in procs:
+            proc.start()
+        assert [results.get(timeout=30) for _ in procs] == ["ready", "ready"]
+        start.set()
+        done = dict(results.get(timeout=seconds + 60) for _ in procs)
+        for proc in procs:
+            proc.join(timeout=30)
+    finally:
+        ring.close()
+        ring.unlink()
+        bell.close()
+    samples = np.array(done["samples"][len(done["samples"]) // 20 :], dtype=np.float64) / 1000.0  # drop warm-up
+    p50, p99, p999 = np.percentile(samples, [50, 99, 99.9])
+    return {"p50_us": round(p50, 2), "p99_us": round(p99, 2), "p999_us": round(p999, 1), "samples": len(samples)}
+
+
+# --------------------------------------------------------------------- main
+
+
+def _throughput(producer: Any, consumer: Any, count: int, *args: Any) -> float:
+    name = f"bench-{uuid.uuid4().hex[:8]}"
+    ring = Ring.create(name, CAPACITY)
+    try:
+        return _run_pair(producer, consumer, name, count, *args)
+    finally:
+        ring.close()
+        ring.unlink()
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    global PIN
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="whole run under 30 s")
+    parser.add_argument("--rate", type=int, default=50_000, help="paced rate of the latency runs, records/s")
+    parser.add_argument("--runs", type=int, default=0, help="repetitions per throughput case (median kept)")
+    parser.add_argument("--no-pin", action="store_true", help="do not pin producer and consumer to CPUs")
+    args = parser.parse_args(argv)
+    PIN = not args.no_pin
+    runs = args.runs or (1 if args.quick else 3)
+    scale = 1 if args.quick else 3
+    cases = {
+        "single": ((_produce_single, _consume, 600_000 * scale), (_bare_produce, _bare_consume, 600_000 * scale, 1)),
+        "batch64": (
+            (_produce_batch, _consume, 1_280_000 * scale, 64),
+            (_bare_produce, _bare_consume, 1_280_000 * scale, 64),
+        ),
+        "numpy64": (
+            (_produce_array, _consume_array, 3_200_000 * scale, 64),
+            (_bare_produce_array, _bare_consume_array, 3_200_000 * scale, 64),
+        ),
+        "numpy1024": (
+            (_produce_array, _consume_array, 6_144_000 * scale, 1024),
+            (_bare_produce_array, _bare_consume_array, 6_144_000 * scale, 1024),
+        ),
+    }
+    figures: dict[str, Any] = {"quick": args.quick, "cpus": os.cpu_count(), "pinned": PIN, "runs": runs}
+    for case, (ours, bare) in cases.items():
+        ours_rates = [_throughput(*ours) for _ in range(runs)]
+        bare_rates = [_throughput(*bare) for _ in range(runs)]
+        ours_rate, bare_rate = statistics.median(ours_rates), statistics.median(bare_rates)
+        figures[f"{case}_per_s"] = round(ours_rate)
+        figures[f"bare_{case}_per_s"] = round(bare_rate)
+        figures[f"{case}_vs_bare"] = round(ours_rate / bare_rate, 3)
+        print(
+            f"{case:10s} {ours_rate / 1e6:6.2f} M/s   bare {bare_rate / 1e6:6.2f} M/s   ratio {ours_rate / bare_rate:.2f}"
+        )
+    seconds = 0.6 if args.quick else 3.0
+    for strategy in ("spin", "yield", "block"):
+        lat = _latency(strategy, args.rate, seconds)
+        for key, value in lat.items():
+            figures[f"latency_{strategy}_{key}"] = value
+        print(
+            f"latency {strategy:5s} at {args.rate}/s: p50 {lat['p50_us']} us  p99 {lat['p99_us']} us  p99.9 {lat['p999_us']} us"
+        )
+    figures["latency_rate_per_s"] = args.rate
+    print(json.dumps(figures))
+    return figures
+
+
+if __name__ == "__main__":
+    main()

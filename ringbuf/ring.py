@@ -1,0 +1,449 @@
+"""Single-producer/single-consumer byte ring over POSIX shared memory.
+
+This docstring is the specification of the ring: memory layout, who writes
+which field, the order of the writes and why that order is enough.
+
+Owns: one shared-memory segment per ring, its header and its record framing.
+Never: takes a lock, makes a system call on the write or read path, or writes
+a field that belongs to the other side. Waking a sleeping consumer belongs to
+``ringbuf.doorbell``; this module only holds the ``sleeping`` word it reads.
+
+Memory layout (little-endian; positions are 64-bit byte counts that only grow,
+the slot of position ``p`` is ``p & (capacity - 1)``)::
+
+    offset  size      field     written by           read by
+    ------  --------  --------  -------------------  ------------------
+         0         8  magic     creator, once        attachers
+         8         8  version   creator, once        attachers
+        16         8  capacity  creator, once        attachers
+        24         8  created   creator, once        attachers (an id of this ring's
+                                                   incarnation: ``created_ns``)
+       128         8  tail      producer             consumer
+       256         8  head      consumer (commit)    producer
+       384         8  sleeping  consumer             producer (doorbell)
+       512  capacity  data      producer             consumer
+
+    The three live words sit 128 bytes apart (two cache lines, the unit the
+    adjacent-line prefetcher moves), so a store to one never invalidates the
+    line that holds another.
+
+Record framing in the data area (every record starts 8-aligned)::
+
+    +0     u32 n: payload length (0 <= n <= max_record), or 0xFFFFFFFF = wrap marker
+    +4     n payload bytes
+    +4+n   0..7 pad bytes, never written, never read
+           slot size = (4 + n + 7) & ~7
+
+    A record never straddles the end of the data area. When it does not fit
+    before the end, the producer writes a wrap marker where it would have
+    started (at least 8 bytes are always left there) and puts the record at
+    slot 0; the skipped bytes count as used until the consumer passes them.
+    ``max_record = capacity // 2 - 4`` so that any legal record fits into an
+    empty ring wherever the positions stand.
+
+Positions::
+
+    tail   end of the last published record                      (producer)
+    head   the consumer's committed position: all before it is free (consumer)
+    used = tail - head, 0 <= used <= capacity;  free = capacity - used
+
+    The consumer reads ahead of ``head`` with a private cursor (``read``) and
+    stores the cursor as ``head`` only in ``commit``, after it has durably
+    handled the batch. A consumer that attaches starts at ``head``, so what a
+    dead consumer had read but not committed is read again.
+
+Publish order::
+
+    producer: 1. copy length and payload into free space (plain stores)
+              2. store tail: ONE aligned 8-byte store
+    consumer: 1. load tail            2. copy out the records before it
+              3. (commit) store head: ONE aligned 8-byte store
+    producer: load head before storing into the space it frees
+
+    Never publish a position with ``struct.pack_into``: it zero-fills its
+    target before writing the value, so a polling reader can see 0 mid-update.
+    A store through ``memoryview.cast('Q')`` is one 8-byte ``memcpy``, which
+    compiles to one ``mov``; an aligned 8-byte ``mov`` is atomic on x86-64, so
+    a reader sees the old or the new position, never a mix.
+
+Why this is safe on x86-64 (TSO):
+    - stores become visible in program order: a consumer that sees the new
+      tail sees the payload stored before it;
+    - loads are not reordered with older loads: the consumer's payload loads
+      (after its tail load) see at least what that tail covered;
+    - stores are not reordered with older loads: the consumer has copied a
+      record out before its head store frees the space, and the producer has
+      loaded head before it stores into the space that head freed;
+    - the C compiler cannot move these accesses across each other: each is a
+      separate trip through the interpreter's opaque calls;
+    - the one reordering x86 does, a store followed by a load of another
+      address, only matters to the sleep/wake handshake on ``sleeping``; see
+      ``ringbuf.doorbell`` for how it is closed.
+
+On a weaker memory model (ARM, POWER) plain stores are not enough: the tail
+and head stores must be store-release (``stlr``, or ``dmb ish`` before) and
+the loads of the other side's position load-acquire (``ldar``, or ``dmb``
+after). Python offers neither, so such a port needs a small C helper
+(C11 ``atomic_store_explicit(..., memory_order_release)`` and its loads).
+
+Shared-memory hygiene (``ringbuf.segment``): the creator (the launcher)
+makes and unlinks each segment; attachers never register it with
+``multiprocessing.resource_tracker``, so a dying attacher neither unlinks it
+nor warns.
+"""
+
+from __future__ import annotations
+
+import time
+from multiprocessing import shared_memory
+from typing import TYPE_CHECKING, Any
+
+from ringbuf import segment
+from ringbuf.errors import BadRingConfig, NotCreator, RecordTooLarge, RingCorrupt
+
+if TYPE_CHECKING:
+    import numpy as np
+
+MAGIC = int.from_bytes(b"RINGBUF1", "little")
+VERSION = 1
+HEADER_BYTES = 512
+TAIL_OFFSET = 128
+HEAD_OFFSET = 256
+SLEEPING_OFFSET = 384
+WRAP = 0xFFFFFFFF
+_PAYLOAD = HEADER_BYTES + 4  # mmap offset of the payload of the record at data offset 0
+MIN_CAPACITY = 64
+MAX_CAPACITY = 1 << 32
+
+
+def slot_size(n: int) -> int:
+    """Bytes a record of ``n`` payload bytes takes in the data area."""
+    return (n + 11) & -8
+
+
+def _check_capacity(capacity: int) -> None:
+    if not (MIN_CAPACITY <= capacity <= MAX_CAPACITY) or capacity & (capacity - 1):
+        raise BadRingConfig(
+            f"capacity {capacity} must be a power of two between {MIN_CAPACITY} and {MAX_CAPACITY} bytes"
+        )
+
+
+class Ring:
+    """One SPSC ring: the producer side (``write*``) and the consumer side
+    (``read*``, ``commit``) live in the same object, each used by one process."""
+
+    __slots__ = (
+        "name",
+        "capacity",
+        "max_record",
+        "_shm",
+        "_mm",
+        "_creator",
+        "_mask",
+        "_max_slot",
+        "_u32",
+        "_header",
+        "_tail_word",
+        "_head_word",
+        "_sleeping_word",
+        "_np_data",
+        "_closed",
+        "_tail",
+        "_limit",
+        "_cursor",
+        "created_ns",
+    )
+
+    def __init__(self, shm: shared_memory.SharedMemory, creator: bool) -> None:
+        """Use ``Ring.create`` or ``Ring.attach``."""
+        self._shm = shm
+        self._creator = creator
+        self.name = shm.name
+        buf = shm.buf
+        header = buf[:HEADER_BYTES].cast("Q")
+        if header[0] != MAGIC or header[1] != VERSION:
+            header.release()
+            raise RingCorrupt(f"segment {self.name!r} is not a version {VERSION} ring (magic {header[0]:#x})")
+        capacity = header[2]
+        self.created_ns = header[3]  # 0 for a ring made before this word existed
+        if shm.size < HEADER_BYTES + capacity:
+            header.release()
+            raise RingCorrupt(f"segment {self.name!r} has {shm.size} bytes, capacity {capacity} needs more")
+        self._header = header
+        self.capacity = capacity
+        self.max_record = capacity // 2 - 4
+        self._max_slot = capacity // 2
+        self._mask = capacity - 1
+        # SharedMemory keeps its mmap private; mmap slices copy without making a memoryview first.
+        self._mm = shm._mmap  # type: ignore[attr-defined]
+        self._u32 = buf[HEADER_BYTES : HEADER_BYTES + capacity].cast("I")
+        self._tail_word = buf[TAIL_OFFSET : TAIL_OFFSET + 8].cast("Q")
+        self._head_word = buf[HEAD_OFFSET : HEAD_OFFSET + 8].cast("Q")
+        self._sleeping_word = buf[SLEEPING_OFFSET : SLEEPING_OFFSET + 8].cast("Q")
+        self._np_data: Any = None
+        self._closed = False
+        self._tail = self._tail_word[0]
+        self._cursor = self._head_word[0]
+        self._limit = self._cursor + capacity  # producer's cache: it may write up to this position
+
+    # ----------------------------------------------------------- lifecycle
+
+    @classmethod
+    def create(cls, name: str, capacity: int) -> Ring:
+        """Create the segment ``name`` (fails with FileExistsError if it exists)."""
+        _check_capacity(capacity)
+        shm = segment.create(name, HEADER_BYTES + capacity)
+        header = shm.buf[:HEADER_BYTES].cast("Q")
+        header[2] = capacity
+        header[3] = time.time_ns()
+        header[1] = VERSION
+        header[0] = MAGIC  # last: an attacher that sees the magic sees the rest
+        header.release()
+        return cls(shm, creator=True)
+
+    @classmethod
+    def attach(cls, name: str) -> Ring:
+        """Open the existing segment ``name`` without taking ownership of it."""
+        shm = segment.open_untracked(name)
+        try:
+            return cls(shm, creator=False)
+        except BaseException:
+            shm.close()
+            raise
+
+    @staticmethod
+    def unlink_name(name: str) -> bool:
+        """Remove a segment left behind by a dead creator; False if there was none."""
+        return segment.unlink_name(name)
+
+    def close(self) -> None:
+        """Unmap the segment (idempotent). The segment itself stays until unlinked."""
+        if self._closed:
+            return
+        self._closed = True
+        self._np_data = None
+        for view in (self._u32, self._tail_word, self._head_word, self._sleeping_word, self._header):
+            view.release()
+        self._mm = None
+        self._shm.close()
+
+    def unlink(self) -> None:
+        """Remove the segment name (creator only); mappings stay valid until closed."""
+        if not self._creator:
+            raise NotCreator(f"ring {self.name!r} was attached, not created here: only its creator unlinks it")
+        self._shm.unlink()  # works after close too: it needs only the name
+
+    def __enter__(self) -> Ring:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"Ring({self.name!r}, capacity={self.capacity})"
+
+    # ------------------------------------------------------- producer side
+
+    def write(self, record: bytes) -> bool:
+        """Append one record and publish it; False (nothing written) when there is no room."""
+        n = len(record)
+        size = (n + 11) & -8
+        tail = self._tail
+        pos = tail & self._mask
+        end = tail + size
+        if pos + size > self.capacity or end > self._limit or size > self._max_slot:
+            return self._write_slow(record)
+        self._u32[pos >> 2] = n
+        pos += _PAYLOAD
+        self._mm[pos : pos + n] = record
+        self._tail = end
+        self._tail_word[0] = end
+        return True
+
+    def _write_slow(self, record: bytes) -> bool:
+        """``write`` when the record is too large, must wrap, or the cached head says full."""
+        n = len(record)
+        size = (n + 11) & -8
+        if size > self._max_slot:
+            raise RecordTooLarge(f"record of {n} bytes exceeds max_record {self.max_record} of ring {self.name!r}")
+        tail = self._tail
+        pos = tail & self._mask
+        skip = self.capacity - pos if pos + size > self.capacity else 0
+        end = tail + skip + size
+        if end > self._limit:
+            self._limit = self._head_word[0] + self.capacity
+            if end > self._limit:
+                return False
+        if skip:
+            self._u32[pos >> 2] = WRAP
+            pos = 0
+        self._u32[pos >> 2] = n
+        pos += _PAYLOAD
+        self._mm[pos : pos + n] = record
+        self._tail = end
+        self._tail_word[0] = end
+        return True
+
+    def write_batch(self, records: list[bytes]) -> int:
+        """Write the longest prefix of ``records`` that fits, publish once, return how many."""
+        cap = self.capacity
+        mask = self._mask
+        max_slot = self._max_slot
+        u32 = self._u32
+        mm = self._mm
+        limit = self._limit
+        tail = self._tail
+        count = 0
+        for record in records:
+            n = len(record)
+            size = (n + 11) & -8
+            pos = tail & mask
+            end = tail + size
+            if pos + size > cap or end > limit or size > max_slot:
+                if size > max_slot:
+                    self._publish(tail)
+                    raise RecordTooLarge(
+                        f"record {count} of {n} bytes exceeds max_record {self.max_record} of ring {self.name!r}"
+                        f" (the {count} records before it were written)"
+                    )
+                skip = cap - pos if pos + size > cap else 0
+                end += skip
+                if end > limit:
+                    limit = self._limit = self._head_word[0] + cap
+                    if end > limit:
+                        break
+                if skip:
+                    u32[pos >> 2] = WRAP
+                    pos = 0
+            u32[pos >> 2] = n
+            pos += _PAYLOAD
+            mm[pos : pos + n] = record
+            tail = end
+            count += 1
+        if count:
+            self._publish(tail)
+        return count
+
+    def _publish(self, tail: int) -> None:
+        self._tail = tail
+        self._tail_word[0] = tail
+
+    def free_bytes(self) -> int:
+        """Free space as the producer sees it now (rereads head)."""
+        self._limit = self._head_word[0] + self.capacity
+        return self._limit - self._tail
+
+    # ------------------------------------------------------- consumer side
+
+    def read(self, max_records: int = 1024) -> list[bytes]:
+        """Copies of the records after the read cursor (at most ``max_records``); frees nothing."""
+        cursor = self._cursor
+        tail = self._tail_word[0]
+        out: list[bytes] = []
+        if cursor == tail:
+            return out
+        append = out.append
+        u32 = self._u32
+        mm = self._mm
+        mask = self._mask
+        max_record = self.max_record
+        for _ in range(max_records):
+            if cursor >= tail:
+                break
+            pos = cursor & mask
+            n = u32[pos >> 2]
+            if n > max_record:
+                if n != WRAP:
+                    raise self._corrupt(cursor, f"length word {n:#x} above max_record {max_record}")
+                cursor = (cursor | mask) + 1
+                pos = 0
+                n = u32[0]
+                if n > max_record or cursor >= tail:
+                    raise self._corrupt(cursor, f"length word {n:#x} after a wrap marker, tail {tail}")
+            cursor += (n + 11) & -8
+            pos += _PAYLOAD
+            append(mm[pos : pos + n])
+        if cursor > tail:
+            raise self._corrupt(self._cursor, f"records run to {cursor}, past tail {tail}")
+        self._cursor = cursor
+        return out
+
+    def _corrupt(self, cursor: int, detail: str) -> RingCorrupt:
+        return RingCorrupt(
+            f"ring {self.name!r}: bad framing at position {cursor}: {detail}"
+            " (a torn or early read, or a broken producer)"
+        )
+
+    def commit(self) -> None:
+        """Free everything returned by ``read`` so far; a restarted consumer starts here."""
+        self._head_word[0] = self._cursor
+
+    def rewind(self) -> None:
+        """Move the read cursor back to the last commit (read the uncommitted records again)."""
+        self._cursor = self._head_word[0]
+
+    def read_position(self) -> int:
+        """The read cursor: the position just after the last record ``read`` returned.
+
+        Together with ``created_ns`` it names a point in this ring's records that a
+        restarted consumer can ``seek`` back to (the shard journals it per batch).
+        """
+        return self._cursor
+
+    def seek(self, position: int) -> None:
+        """Move the read cursor to ``position``, a record boundary between head and tail
+        that an earlier ``read_position`` of this same ring (same ``created_ns``) gave."""
+        head = self._head_word[0]
+        tail = self._tail_word[0]
+        if not head <= position <= tail:
+            raise ValueError(f"ring {self.name!r}: position {position} is outside [head {head}, tail {tail}]")
+        self._cursor = position
+
+    def pending(self) -> bool:
+        """True when records exist after the read cursor."""
+        return self._tail_word[0] != self._cursor
+
+    def uncommitted(self) -> int:
+        """Bytes read but not yet committed."""
+        return self._cursor - self._head_word[0]
+
+    # ------------------------------------------------- metrics and diagnostics
+
+    def positions(self) -> tuple[int, int]:
+        """The shared ``(tail, head)`` positions as stored now (bytes since creation)."""
+        return self._tail_word[0], self._head_word[0]
+
+    def consumer_sleeping(self) -> bool:
+        """True while the consumer has announced that it sleeps on its doorbell."""
+        return self._sleeping_word[0] != 0
+
+    # ----------------------------------------------------- numpy batch path
+
+    def write_array(self, arr: np.ndarray) -> int:
+        """Write the longest prefix of ``arr`` that fits, one record per element (or per row of a
+        2-D ``uint8`` array), publish once, return how many. See ``ringbuf.arrays``."""
+        return (_arrays or _load_arrays()).write_array(self, arr)
+
+    def read_array(self, dtype: Any, max_records: int = 1024) -> np.ndarray:
+        """Copy out up to ``max_records`` records of exactly ``dtype.itemsize`` bytes as one array.
+        See ``ringbuf.arrays``."""
+        return (_arrays or _load_arrays()).read_array(self, dtype, max_records)
+
+    def _data_array(self) -> np.ndarray:
+        """The data area as a ``uint8`` numpy array (made once, dropped by ``close``)."""
+        if self._np_data is None:
+            import numpy as np
+
+            self._np_data = np.frombuffer(self._mm, np.uint8, self.capacity, HEADER_BYTES)
+        return self._np_data
+
+
+_arrays: Any = None  # ringbuf.arrays, imported on first use so that importing a ring does not import numpy
+
+
+def _load_arrays() -> Any:
+    global _arrays
+    from ringbuf import arrays
+
+    _arrays = arrays
+    return arrays

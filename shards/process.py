@@ -1,0 +1,244 @@
+"""A matching shard process: the loop around the engine, between its rings.
+
+Owns: attaching this shard's command rings (one per ingress worker, consumer
+side) and answer rings (producer side, each with its worker's doorbell), the
+batch loop, time stamping, the event seam, and this process's signal handling
+(house rule 1: ``run`` is the entry module's only signal-aware function).
+Never: matches anything itself (``shards.engine`` does), creates or unlinks a
+ring (the launcher does), or logs per command.
+
+One loop turn (a batch)::
+
+    wait (config.engine.wait_strategy) until some command ring has records
+    read up to batch_max records from every command ring
+    decode each; stamp ts (ms, one clock read per batch) on state-changing commands
+    engine.apply(cmd) -> result   (Ping -> Pong without the engine)
+    events = engine.take_events(); event_sink.append(events)      <- group commit seam
+    send every answer (a full answer ring is retried, never dropped)
+    commit the command rings (a restarted shard re-reads only what it never answered)
+
+A command that cannot be decoded, or whose ``apply`` raises, is answered with
+``Rejected(-1000, ...)`` (status unknown) and logged, so no request waits for
+its timeout because of a bug here.
+
+Memory: the process owns a large, long-lived heap (the books). After start-up
+it runs ``gc.freeze()`` and ``gc.disable()``: the cyclic collector would scan
+the growing books again and again for cycles the engine never creates
+(measured: it costs about half the matching time, see LIMITS.md). Reference
+counting still frees everything acyclic.
+
+Stop: SIGTERM or SIGINT sets a flag; the loop then takes what is already in
+the rings, answers it, commits and returns (exit 0). An answer ring nobody
+drains any more (its ingress worker already stopped) is given up after
+``STOP_SEND_DEADLINE_S`` once stopping, with a log line counting what was lost.
+"""
+
+from __future__ import annotations
+
+import gc
+import os
+import signal
+import time
+from collections.abc import Sequence
+
+from deploy.config import Config
+from deploy.log import log_event, set_process_name
+from deploy.topology import ProcessContext
+from ringbuf.doorbell import Consumer, Doorbell, Producer
+from ringbuf.ring import Ring
+from shards.engine import Engine
+from shards.protocol import STATE_CHANGING, Event, Rejected
+from shards.wire import (
+    INTERNAL_ERROR,
+    Ping,
+    Pong,
+    WireError,
+    command_request_id,
+    decode_command,
+    encode_answer,
+    fragment_answer,
+)
+
+WAIT_SLICE_S = 0.05  # longest wait before the loop looks at its stop flag again
+SEND_RETRY_S = 0.0002  # sleep between tries of a full answer ring
+STUCK_LOG_EVERY_S = 1.0  # how often a send stuck on a full answer ring is logged
+STOP_SEND_DEADLINE_S = 2.0  # once stopping, how long a full answer ring is retried
+
+_STAMPED = frozenset(STATE_CHANGING)
+_new = tuple.__new__
+
+
+class NullEventSink:
+    """The journal seam, not yet a journal: ``append`` drops the batch's events.
+
+    The group-commit journal to the shard's Redis stream (DESIGN.md,
+    "Durability and recovery") replaces this with a sink whose ``append``
+    returns only once the events are in Redis; the loop already calls it
+    between applying a batch and sending its answers, the one place it must go.
+    """
+
+    def append(self, events: list[Event]) -> None:
+        """Drop ``events`` (no durability yet; see the class docstring)."""
+
+    def close(self) -> None:
+        """Nothing to flush."""
+
+
+class ShardLoop:
+    """The batch loop of one shard, independent of signals and of process start-up."""
+
+    def __init__(
+        self,
+        index: int,
+        engine: Engine,
+        command_rings: Sequence[Ring],
+        answers: Sequence[Producer],
+        consumer: Consumer,
+        batch_max: int,
+        sink: NullEventSink | None = None,
+    ) -> None:
+        if len(command_rings) != len(answers):
+            raise ValueError(f"{len(command_rings)} command rings but {len(answers)} answer rings")
+        self.index = index
+        self.engine = engine
+        self.command_rings = list(command_rings)
+        self.answers = list(answers)
+        self.consumer = consumer
+        self.batch_max = batch_max
+        self.sink = sink if sink is not None else NullEventSink()
+        self.stopping = False
+        self.commands = 0  # applied since start
+        self.internal_errors = 0
+        self.dropped_answers = 0  # only ever non-zero after a stop with no reader left
+
+    def run(self) -> None:
+        """Loop until ``stopping``; then drain what is in the rings and return."""
+        wait = self.consumer.wait
+        step = self.step
+        while not self.stopping:
+            if wait(WAIT_SLICE_S):
+                step()
+        while step():
+            pass
+
+    def step(self) -> int:
+        """One batch over every command ring; returns how many commands it applied."""
+        now = time.time_ns() // 1_000_000
+        apply = self.engine.apply
+        pong = Pong(self.index)
+        stamped = _STAMPED
+        outgoing: list[list[bytes]] = []
+        readers: list[Ring] = []
+        total = 0
+        for ring in self.command_rings:
+            records = ring.read(self.batch_max)
+            answers: list[bytes] = []
+            outgoing.append(answers)
+            if not records:
+                continue
+            readers.append(ring)
+            total += len(records)
+            for record in records:
+                try:
+                    rid, cmd = decode_command(record)
+                    cls = type(cmd)
+                    if cls in stamped:
+                        cmd = _new(cls, (*cmd[:-1], now))  # cmd._replace(ts=now), without its overhead
+                        result = apply(cmd)
+                    elif cls is Ping:
+                        result = pong
+                    else:
+                        result = apply(cmd)
+                    answers.append(encode_answer(rid, result))
+                except Exception as exc:  # noqa: BLE001 - a bug must answer, not hang its caller
+                    answers.append(self._internal_error(record, exc))
+        if not total:
+            return 0
+        self.commands += total
+        self.sink.append(self.engine.take_events())
+        for producer, answers in zip(self.answers, outgoing, strict=True):
+            if answers:
+                self._send(producer, answers)
+        for ring in readers:
+            ring.commit()
+        return total
+
+    def _internal_error(self, record: bytes, exc: Exception) -> bytes:
+        self.internal_errors += 1
+        rid = command_request_id(record) if len(record) >= 9 else 0
+        kind = "malformed record" if isinstance(exc, WireError) else f"{type(exc).__name__} applying command"
+        log_event("shard_internal_error", "error", shard=self.index, request_id=rid, error=f"{kind}: {exc}")
+        msg = f"internal error in shard {self.index} on request {rid}: {kind}; order status unknown"
+        return encode_answer(rid, Rejected(INTERNAL_ERROR, msg))
+
+    def _send(self, producer: Producer, answers: list[bytes]) -> None:
+        ring = producer.ring
+        if any(len(a) > ring.max_record for a in answers):
+            answers = [part for a in answers for part in fragment_answer(a, ring.max_record)]
+        sent = producer.send_batch(answers)
+        if sent == len(answers):
+            return
+        started = last_log = time.monotonic()
+        while True:
+            answers = answers[sent:]
+            time.sleep(SEND_RETRY_S)
+            sent = producer.send_batch(answers)
+            if sent == len(answers):
+                return
+            now = time.monotonic()
+            if now - last_log >= STUCK_LOG_EVERY_S:
+                last_log = now
+                log_event("answer_ring_full", "warning", shard=self.index, ring=ring.name, waiting=len(answers) - sent)
+            if self.stopping and now - started >= STOP_SEND_DEADLINE_S:
+                self.dropped_answers += len(answers) - sent
+                log_event("answers_dropped", "error", shard=self.index, ring=ring.name, count=len(answers) - sent)
+                return
+
+
+def run(config: Config, ctx: ProcessContext, index: int) -> None:
+    """The shard process: attach rings, build the engine, loop until SIGTERM/SIGINT, exit cleanly."""
+    set_process_name(f"shard.{index}")
+    topology = ctx.topology
+    symbols = config.symbols_of_shard(index)
+    names = ",".join(s.symbol for s in symbols)
+    engine = Engine([s.spec() for s in symbols])
+    workers = range(topology.ingress_workers)
+    command_rings = [Ring.attach(topology.command_ring(w, index)) for w in workers]
+    answer_rings = [Ring.attach(topology.answer_ring(index, w)) for w in workers]
+    answers = [Producer(answer_rings[w], Doorbell.from_fd(ctx.doorbell_fds[f"ingress.{w}"])) for w in workers]
+    consumer = Consumer(
+        command_rings, Doorbell.from_fd(ctx.doorbell_fds[f"shard.{index}"]), config.engine.wait_strategy
+    )
+    loop = ShardLoop(index, engine, command_rings, answers, consumer, config.engine.batch_max)
+
+    def on_signal(signum: int, frame: object) -> None:
+        loop.stopping = True
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+
+    gc.collect()
+    gc.freeze()
+    gc.disable()
+    log_event(
+        "shard_start",
+        shard=index,
+        pid=os.getpid(),
+        symbols=names or "-",
+        workers=topology.ingress_workers,
+        wait=config.engine.wait_strategy,
+    )
+    try:
+        loop.run()
+    finally:
+        loop.sink.close()
+        for ring in command_rings + answer_rings:
+            ring.close()
+        log_event(
+            "shard_stop",
+            shard=index,
+            symbols=names or "-",
+            commands=loop.commands,
+            internal_errors=loop.internal_errors,
+            dropped_answers=loop.dropped_answers,
+        )

@@ -1,0 +1,89 @@
+"""deploy.migrate against the session PostgreSQL: applied once, recorded, idempotent, edits refused."""
+
+from __future__ import annotations
+
+import asyncio
+
+import asyncpg
+import pytest
+
+from deploy.migrate import MigrationError, apply_migrations, discover
+
+
+async def _fetch(dsn: str, query: str) -> list[asyncpg.Record]:
+    conn = await asyncpg.connect(dsn)
+    try:
+        return await conn.fetch(query)
+    finally:
+        await conn.close()
+
+
+def test_migrations_apply_once_and_are_recorded(services):
+    dsn = services.create_database("migrate")
+
+    first = asyncio.run(apply_migrations(dsn))
+    second = asyncio.run(apply_migrations(dsn))
+
+    assert first[0] == "0001_users" and first == [m.label for m in discover()]
+    assert second == []
+    rows = asyncio.run(_fetch(dsn, "SELECT version, name FROM schema_migrations ORDER BY version"))
+    assert [(r["version"], r["name"]) for r in rows][0] == ("0001", "users")
+    assert len(rows) == len(first)
+
+
+def test_users_table_matches_the_contract(services):
+    dsn = services.create_database("migrate")
+    asyncio.run(apply_migrations(dsn))
+
+    columns = asyncio.run(
+        _fetch(
+            dsn,
+            "SELECT column_name, data_type, is_nullable, is_identity FROM information_schema.columns "
+            "WHERE table_name = 'users' ORDER BY ordinal_position",
+        )
+    )
+
+    assert [(c["column_name"], c["data_type"], c["is_nullable"]) for c in columns] == [
+        ("id", "bigint", "NO"),
+        ("api_key", "text", "NO"),
+        ("secret_key", "text", "NO"),
+        ("created_at", "timestamp with time zone", "NO"),
+    ]
+    assert columns[0]["is_identity"] == "YES"
+
+
+def test_an_edited_applied_migration_is_refused(services, tmp_path):
+    dsn = services.create_database("migrate")
+    (tmp_path / "0001_things.sql").write_text("CREATE TABLE things (id INT);")
+    asyncio.run(apply_migrations(dsn, tmp_path))
+    (tmp_path / "0001_things.sql").write_text("CREATE TABLE things (id BIGINT);")
+
+    with pytest.raises(MigrationError, match="0001_things changed after it was applied"):
+        asyncio.run(apply_migrations(dsn, tmp_path))
+
+
+def test_a_failing_migration_leaves_no_record_and_later_ones_unapplied(services, tmp_path):
+    dsn = services.create_database("migrate")
+    (tmp_path / "0001_ok.sql").write_text("CREATE TABLE ok (id INT);")
+    (tmp_path / "0002_bad.sql").write_text("CREATE TABLE bad (id INT); SELECT no_such_function();")
+    (tmp_path / "0003_later.sql").write_text("CREATE TABLE later (id INT);")
+
+    with pytest.raises(asyncpg.UndefinedFunctionError):
+        asyncio.run(apply_migrations(dsn, tmp_path))
+
+    rows = asyncio.run(_fetch(dsn, "SELECT version FROM schema_migrations"))
+    tables = asyncio.run(_fetch(dsn, "SELECT tablename FROM pg_tables WHERE tablename IN ('ok', 'bad', 'later')"))
+    assert [r["version"] for r in rows] == ["0001"]
+    assert [t["tablename"] for t in tables] == ["ok"]
+
+
+def test_badly_named_or_duplicate_files_are_refused(tmp_path):
+    (tmp_path / "0001_a.sql").write_text("")
+    (tmp_path / "0001_b.sql").write_text("")
+    with pytest.raises(MigrationError, match="version 0001 is used twice"):
+        discover(tmp_path)
+
+    (tmp_path / "0001_b.sql").unlink()
+    (tmp_path / "2-Users.sql").write_text("")
+    with pytest.raises(MigrationError, match="2-Users.sql"):
+        discover(tmp_path)
