@@ -14,7 +14,8 @@ Start, in this order (each step undone in reverse on the way out):
 On SIGINT/SIGTERM/SIGHUP: ingress workers stop first, then the shards (SIGTERM:
 they drain and exit; SIGKILL after a deadline), then the writers, then the
 embedded servers, then every ring is unlinked and the lock released. A second
-signal shortens every remaining deadline to zero. If an embedded server dies,
+signal kills the children still draining (the embedded servers still get their
+clean shutdown). If an embedded server dies,
 the launcher stops everything and exits with status 1.
 
 Signal handling lives here only; children are in sessions of their own, so a

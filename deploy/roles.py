@@ -4,7 +4,7 @@ Each role names the module whose ``run(config, ctx, index)`` a child process
 calls, how many processes of it the configuration asks for, and its stop rank:
 on shutdown the launcher stops rank 0 first (ingress: no new work comes in),
 then rank 1 (shards: they drain what they hold), then rank 2 (the writers,
-persist and wsfeed, once they exist), and starts them in the reverse order.
+persist and wsfeed), and starts them in the reverse order.
 
 Tests replace role modules with tiny stand-ins through the environment variable
 ``EXCHANGE_ROLE_MODULES`` (``"ingress=role_sleeper,shard=role_sleeper"``); the
@@ -35,7 +35,9 @@ class RoleSpec:
 ROLE_TABLE: tuple[RoleSpec, ...] = (
     RoleSpec("ingress", "ingress.worker", 0, lambda config: config.rest.workers),
     RoleSpec("shard", "shards.process", 1, lambda config: config.engine.shards),
-    # persist (persist.main, rank 2) and wsfeed (wsfeed.main, rank 2) join when they exist.
+    RoleSpec("persist", "persist.main", 2, lambda config: 1),
+    # The WebSocket feed: its processes share the listening socket the launcher binds on wsfeed.host:port.
+    RoleSpec("wsfeed", "wsfeed.main", 2, lambda config: config.wsfeed.processes),
 )
 
 

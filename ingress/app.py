@@ -24,7 +24,7 @@ import redis.asyncio as aioredis
 
 from ingress.dispatch import EngineClient
 from ingress.errors import install_error_handlers
-from ingress.resources import admin, health, market, orders
+from ingress.resources import admin, health, history, market, orders, userstream
 from ingress.resources.base import Context
 from ingress.symbols import Catalog
 from ingress.users import UserDirectory
@@ -118,5 +118,7 @@ def create_app(config: Any, engine: EngineClient) -> ExchangeApp:
     app.add_route("/api/v3/batchOrders", orders.BatchOrders(ctx))
     app.add_route("/admin/v1/users", admin.Users(ctx))
     app.add_route("/health", health.Health(ctx))
+    userstream.register(app, ctx)
+    history.register(app, ctx)
     app.exchange = ctx
     return app

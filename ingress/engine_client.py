@@ -46,7 +46,7 @@ from ingress.dispatch import EngineBusy, EngineTimeout
 from ringbuf.doorbell import AsyncConsumer, Doorbell, Producer
 from ringbuf.ring import Ring
 from shards.protocol import Result
-from shards.wire import AnswerAssembler, Ping, Pong, decode_answer, encode_command
+from shards.wire import AnswerAssembler, Ping, Pong, decode_answer, encode_command, encode_commands
 
 log = logging.getLogger("ingress.engine_client")
 
@@ -197,7 +197,7 @@ class RingEngineClient:
         rid = self._next_rid
         groups: list[list[tuple[int, int, asyncio.Future[Result]]]] = []
         for shard, positions in by_shard.items():
-            records = [encode_command(rid + k, items[i][1]) for k, i in enumerate(positions)]
+            records = encode_commands(rid, [items[i][1] for i in positions])
             sent = rings[shard].write_batch(records)
             if sent:
                 group = []
@@ -225,7 +225,7 @@ class RingEngineClient:
                         except EngineTimeout:
                             pass
                     exc = fut.exception()
-                    out[i] = exc if exc is not None else fut.result()  # type: ignore[assignment]
+                    out[i] = exc if exc is not None else fut.result()
         except asyncio.CancelledError:
             for group in groups:
                 for _, request_id, _ in group:
@@ -312,10 +312,12 @@ class RingEngineClient:
                 expired_below = marks.popleft()[1]
             if not expired_below:
                 continue
-            while pending:
-                rid = next(iter(pending))
+            expired = []
+            for rid in pending:  # oldest first; one pass, then pop (never re-scan from the front)
                 if rid >= expired_below:
                     break
+                expired.append(rid)
+            for rid in expired:
                 fut = pending.pop(rid)
                 if not fut.done():
                     self.timeouts += 1

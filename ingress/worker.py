@@ -68,7 +68,17 @@ async def _serve(config: Config, ctx: ProcessContext, index: int, stop: _StopFla
     finally:
         stats = client.stats()
         await client.close()
-        log_event("ingress_stop", worker=index, **stats)
+        log_event(
+            "ingress_stop",
+            worker=index,
+            sent=stats["sent"],
+            answered=stats["answered"],
+            busy=stats["busy"],
+            timeouts=stats["timeouts"],
+            late_answers=stats["late_answers"],
+            bad_answers=stats["bad_answers"],
+            pending=stats["pending"],
+        )
 
 
 def run(config: Config, ctx: ProcessContext, index: int) -> None:

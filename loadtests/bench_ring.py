@@ -368,17 +368,15 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         figures[f"{case}_per_s"] = round(ours_rate)
         figures[f"bare_{case}_per_s"] = round(bare_rate)
         figures[f"{case}_vs_bare"] = round(ours_rate / bare_rate, 3)
-        print(
-            f"{case:10s} {ours_rate / 1e6:6.2f} M/s   bare {bare_rate / 1e6:6.2f} M/s   ratio {ours_rate / bare_rate:.2f}"
-        )
+        ratio = ours_rate / bare_rate
+        print(f"{case:10s} {ours_rate / 1e6:6.2f} M/s   bare {bare_rate / 1e6:6.2f} M/s   ratio {ratio:.2f}")
     seconds = 0.6 if args.quick else 3.0
     for strategy in ("spin", "yield", "block"):
         lat = _latency(strategy, args.rate, seconds)
         for key, value in lat.items():
             figures[f"latency_{strategy}_{key}"] = value
-        print(
-            f"latency {strategy:5s} at {args.rate}/s: p50 {lat['p50_us']} us  p99 {lat['p99_us']} us  p99.9 {lat['p999_us']} us"
-        )
+        figures_us = f"p50 {lat['p50_us']} us  p99 {lat['p99_us']} us  p99.9 {lat['p999_us']} us"
+        print(f"latency {strategy:5s} at {args.rate}/s: {figures_us}")
     figures["latency_rate_per_s"] = args.rate
     print(json.dumps(figures))
     return figures

@@ -1,8 +1,8 @@
-"""persist: moves the engine's events from Redis into PostgreSQL (not built yet).
+"""persist: moves the engine's events from the shard streams in Redis into PostgreSQL.
 
-A later issue builds it: one process that reads every shard's Redis stream through a
-consumer group, writes each batch to PostgreSQL in one transaction (binary COPY or a
-multi-row insert, idempotent on ``(shard, seq)``) and acknowledges the entries only
-after the commit. Until then this package holds nothing, and ``exchange up`` does not
-start a persist process: orders, trades and history are not stored in PostgreSQL yet.
+``persist.main.run`` is the process (one, started by ``exchange up`` after the
+shards and stopped after them): a consumer group per shard stream, one
+transaction per batch (binary COPY), idempotent on ``(shard, seq)``, XACK only
+after the commit. ``persist.rows`` turns events into rows, ``persist.store``
+holds the SQL. The tables are in ``deploy/migrations/0002_history.sql``.
 """

@@ -11,13 +11,22 @@ process (the launcher creates and unlinks; children attach).
 """
 
 from ringbuf.doorbell import BLOCK_SLICE, STRATEGIES, AsyncConsumer, Consumer, Doorbell, Producer
-from ringbuf.errors import BadRingConfig, NotCreator, RecordTooLarge, RingCorrupt, RingError, WrongRecordSize
+from ringbuf.errors import (
+    BadPosition,
+    BadRingConfig,
+    NotCreator,
+    RecordTooLarge,
+    RingCorrupt,
+    RingError,
+    WrongRecordSize,
+)
 from ringbuf.ring import Ring
 
 __all__ = [
     "BLOCK_SLICE",
     "STRATEGIES",
     "AsyncConsumer",
+    "BadPosition",
     "BadRingConfig",
     "Consumer",
     "Doorbell",

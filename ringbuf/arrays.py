@@ -2,15 +2,20 @@
 
 Owns: ``write_array`` and ``read_array``, which frame records exactly as
 ``Ring.write`` and ``Ring.read`` do (u32 length, payload, pad to 8; see
-``ringbuf.ring``), so the two paths mix freely on one ring. A batch is laid
-over the data area as a structured array (length at +0, payload at +4, one
-slot per element) and filled or copied out with two numpy assignments.
+``ringbuf.ring``), so the two paths mix freely on one ring.
 Never: publishes before the copy is done, or returns a view into the ring.
+
+How: for a payload size ``n`` (slot ``size``) and a starting offset ``phase``
+(``pos % size``), the data area is seen once as a column of length words and
+a column of payloads, both strided by ``size`` (``Views``, cached on the ring
+and dropped by ``Ring.close``). A batch of ``k`` records at ``pos`` is then
+two slice assignments (write) or one check and one copy (read), whatever
+``k`` is; the per-call cost is what limits small batches.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 
@@ -20,17 +25,35 @@ if TYPE_CHECKING:
     from ringbuf.ring import Ring
 
 WRAP = 0xFFFFFFFF
-_FRAME_DTYPES: dict[int, np.dtype] = {}
+_VOID: dict[int, np.dtype] = {}
 
 
-def frame_dtype(n: int) -> np.dtype:
-    """Structured dtype of one framed record of ``n`` payload bytes: ``n`` (u32) and ``data``."""
-    fdt = _FRAME_DTYPES.get(n)
-    if fdt is None:
-        size = (n + 11) & -8
-        fdt = np.dtype({"names": ["n", "data"], "formats": ["<u4", (np.void, n)], "offsets": [0, 4], "itemsize": size})
-        _FRAME_DTYPES[n] = fdt
-    return fdt
+def void_dtype(n: int) -> np.dtype:
+    """The dtype of an opaque ``n``-byte record (cached: building one costs microseconds)."""
+    dt = _VOID.get(n)
+    if dt is None:
+        dt = _VOID[n] = np.dtype((np.void, n))
+    return dt
+
+
+class Views(NamedTuple):
+    lengths: np.ndarray  # uint32, one per slot
+    payloads: np.ndarray  # void n, one per slot
+
+
+def views(ring: Ring, n: int, pos: int) -> tuple[Views, int]:
+    """The cached column views for ``n``-byte records laid from ``pos``, and ``pos``'s index in them."""
+    size = (n + 11) & -8
+    phase = pos % size
+    cache = ring._array_views()
+    found = cache.get((n, phase))
+    if found is None:
+        data = cache["data"]
+        count = (ring.capacity - phase) // size
+        lengths = np.ndarray((count,), np.dtype("<u4"), data, phase, (size,))
+        payloads = np.ndarray((count,), void_dtype(n), data, phase + 4, (size,))
+        found = cache[(n, phase)] = Views(lengths, payloads)
+    return found, pos // size
 
 
 def write_array(ring: Ring, arr: np.ndarray) -> int:
@@ -42,37 +65,23 @@ def write_array(ring: Ring, arr: np.ndarray) -> int:
         raise RecordTooLarge(f"array records of {n} bytes exceed max_record {ring.max_record} of ring {ring.name!r}")
     if not arr.flags.c_contiguous:
         arr = np.ascontiguousarray(arr)
-    src = arr.reshape(-1).view((np.void, n)) if arr.ndim == 2 else arr.view((np.void, n))
-    total = len(src)
-    cap = ring.capacity
+    src = arr.reshape(-1).view(void_dtype(n)) if arr.ndim == 2 else arr.view(void_dtype(n))
+    first, skip, second = ring._plan_run(len(src), size)
     tail = ring._tail
     pos = tail & ring._mask
-    free = ring._limit - tail
-    if free < total * size:
-        ring._limit = ring._head_word[0] + cap
-        free = ring._limit - tail
-    room = (cap - pos) // size  # records that fit before the end of the data area
-    first = min(total, room, free // size)
-    data = ring._data_array()
-    fdt = frame_dtype(n)
     if first:
-        frames = data[pos : pos + first * size].view(fdt)
-        frames["n"] = n
-        frames["data"] = src[:first]
-    done = first
-    if done < total and first == room:
-        skip = cap - pos - first * size
-        second = min(total - done, (free - first * size - skip) // size)
-        if second > 0:
-            frames = data[: second * size].view(fdt)
-            frames["n"] = n
-            frames["data"] = src[done : done + second]
-            if skip:
-                ring._u32[(pos + first * size) >> 2] = WRAP
-            tail += skip
-            done += second
+        cols, i = views(ring, n, pos)
+        cols.lengths[i : i + first] = n
+        cols.payloads[i : i + first] = src if first == len(src) else src[:first]
+    if second:
+        cols, i = views(ring, n, 0)
+        cols.lengths[:second] = n
+        cols.payloads[:second] = src[first : first + second]
+        if skip:
+            ring._u32[(pos + first * size) >> 2] = WRAP
+    done = first + second
     if done:
-        ring._publish(tail + done * size)
+        ring._publish(tail + skip + done * size)
     return done
 
 
@@ -84,7 +93,7 @@ def read_array(ring: Ring, dtype: Any, max_records: int = 1024) -> np.ndarray:
     record has another size it raises WrongRecordSize (read that one with ``Ring.read``), so a
     caller never spins on an empty answer. Frees nothing: ``commit`` does.
     """
-    dt = np.dtype(dtype)
+    dt = dtype if isinstance(dtype, np.dtype) else np.dtype(dtype)
     n = dt.itemsize
     size = (n + 11) & -8
     mask = ring._mask
@@ -102,11 +111,10 @@ def read_array(ring: Ring, dtype: Any, max_records: int = 1024) -> np.ndarray:
             f"ring {ring.name!r}: the record at position {cursor} has {first_len} bytes, not {n} ({dt})"
         )
     count = min(max_records, (tail - cursor) // size, (ring.capacity - pos) // size)
-    frames = ring._data_array()[pos : pos + count * size].view(frame_dtype(n))
-    same = frames["n"] == n
-    if not same.all():
-        count = int(same.argmin())
-        frames = frames[:count]
-    out = frames["data"].copy().view(dt)
+    cols, i = views(ring, n, pos)
+    lengths = cols.lengths[i : i + count]
+    if count > 1 and lengths.min() != lengths.max():
+        count = int(np.argmax(lengths != n))  # the first record of another size
+    out = cols.payloads[i : i + count].copy().view(dt)
     ring._cursor = cursor + count * size
     return out

@@ -7,6 +7,7 @@ naming the offending value. The hierarchy::
     ├── RecordTooLarge (also ValueError)   a record above ``Ring.max_record``
     ├── BadRingConfig  (also ValueError)   capacity not a power of two, unknown wait strategy, ...
     ├── WrongRecordSize (also ValueError)  ``read_array`` met a record of another size
+    ├── BadPosition (also ValueError)      ``seek`` outside the records between head and tail
     ├── RingCorrupt                        header or record framing that cannot be right
     └── NotCreator                         ``unlink()`` called by an attacher
 """
@@ -34,6 +35,10 @@ class BadRingConfig(RingError, ValueError):
 
 class WrongRecordSize(RingError, ValueError):
     code = "RING_WRONG_RECORD_SIZE"
+
+
+class BadPosition(RingError, ValueError):
+    code = "RING_BAD_POSITION"
 
 
 class RingCorrupt(RingError):

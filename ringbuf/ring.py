@@ -94,12 +94,13 @@ nor warns.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from multiprocessing import shared_memory
 from typing import TYPE_CHECKING, Any
 
 from ringbuf import segment
-from ringbuf.errors import BadRingConfig, NotCreator, RecordTooLarge, RingCorrupt
+from ringbuf.errors import BadPosition, BadRingConfig, NotCreator, RecordTooLarge, RingCorrupt
 
 if TYPE_CHECKING:
     import numpy as np
@@ -112,6 +113,8 @@ HEAD_OFFSET = 256
 SLEEPING_OFFSET = 384
 WRAP = 0xFFFFFFFF
 _PAYLOAD = HEADER_BYTES + 4  # mmap offset of the payload of the record at data offset 0
+_RUN_MIN = 4  # same-size records worth one join (write_batch) or one strided length check (read)
+_RUN_PROBE = 64  # length words checked per strided slice in read
 MIN_CAPACITY = 64
 MAX_CAPACITY = 1 << 32
 
@@ -233,6 +236,11 @@ class Ring:
             raise NotCreator(f"ring {self.name!r} was attached, not created here: only its creator unlinks it")
         self._shm.unlink()  # works after close too: it needs only the name
 
+    def __del__(self) -> None:
+        # Release our views before SharedMemory's own finalizer tries to close the mapping.
+        with contextlib.suppress(Exception):
+            self.close()
+
     def __enter__(self) -> Ring:
         return self
 
@@ -286,6 +294,58 @@ class Ring:
 
     def write_batch(self, records: list[bytes]) -> int:
         """Write the longest prefix of ``records`` that fits, publish once, return how many."""
+        count = len(records)
+        if count >= _RUN_MIN:
+            n = len(records[0])
+            if list(map(len, records)).count(n) == count and (n + 11) & -8 <= self._max_slot:
+                return self._write_run(records, n)
+        return self._write_each(records)
+
+    def _write_run(self, records: list[bytes], n: int) -> int:
+        """``write_batch`` of records that all have ``n`` bytes: one join and one copy per stretch."""
+        size = (n + 11) & -8
+        first, skip, second = self._plan_run(len(records), size)
+        tail = self._tail
+        pos = tail & self._mask
+        sep = _SEPARATORS.get(n) or _separator(n)
+        if first:
+            blob = sep.join(records if first == len(records) else records[:first])
+            self._u32[pos >> 2] = n
+            start = pos + _PAYLOAD
+            self._mm[start : start + len(blob)] = blob
+        if second:
+            blob = sep.join(records[first : first + second])
+            self._u32[0] = n
+            self._mm[_PAYLOAD : _PAYLOAD + len(blob)] = blob
+            if skip:
+                self._u32[(pos + first * size) >> 2] = WRAP
+        done = first + second
+        if done:
+            self._publish(tail + skip + done * size)
+        return done
+
+    def _plan_run(self, total: int, size: int) -> tuple[int, int, int]:
+        """Where ``total`` slots of ``size`` bytes go: ``first`` at the tail, then, if the end of the
+        data area cut the run short, ``skip`` bytes jumped and ``second`` more from slot 0."""
+        cap = self.capacity
+        tail = self._tail
+        free = self._limit - tail
+        if free < total * size:
+            self._limit = self._head_word[0] + cap
+            free = self._limit - tail
+        pos = tail & self._mask
+        room = (cap - pos) // size
+        first = min(total, room, free // size)
+        if first == total or first < room:
+            return first, 0, 0
+        skip = cap - pos - first * size
+        second = min(total - first, (free - first * size - skip) // size)
+        if second <= 0:
+            return first, 0, 0
+        return first, skip, second
+
+    def _write_each(self, records: list[bytes]) -> int:
+        """``write_batch`` record by record (mixed sizes)."""
         cap = self.capacity
         mask = self._mask
         max_slot = self._max_slot
@@ -339,15 +399,42 @@ class Ring:
         """Copies of the records after the read cursor (at most ``max_records``); frees nothing."""
         cursor = self._cursor
         tail = self._tail_word[0]
-        out: list[bytes] = []
         if cursor == tail:
-            return out
-        append = out.append
+            return []
         u32 = self._u32
         mm = self._mm
         mask = self._mask
         max_record = self.max_record
-        for _ in range(max_records):
+        out: list[bytes] = []
+        left = max_records
+        # Runs of same-size records: length words checked through one strided slice, payloads
+        # copied by one comprehension. A short run (mixed sizes) hands over to the loop below.
+        while left >= _RUN_MIN and cursor < tail:
+            pos = cursor & mask
+            n = u32[pos >> 2]
+            if n > max_record:
+                if n != WRAP:
+                    raise self._corrupt(cursor, f"length word {n:#x} above max_record {max_record}")
+                cursor = (cursor | mask) + 1
+                if cursor >= tail:
+                    raise self._corrupt(cursor, f"wrap marker with no record after it, tail {tail}")
+                continue
+            size = (n + 11) & -8
+            k = min(left, _RUN_PROBE, min(tail - cursor, self.capacity - pos) // size)
+            if k < _RUN_MIN:
+                break
+            step = size >> 2
+            lens = u32[pos >> 2 : (pos >> 2) + k * step : step].tolist()
+            if lens.count(n) != k:
+                k = _run_length(lens, n)
+            start = pos + _PAYLOAD
+            out += [mm[p : p + n] for p in range(start, start + k * size, size)]
+            cursor += k * size
+            left -= k
+            if k < _RUN_MIN:
+                break
+        append = out.append
+        for _ in range(left):
             if cursor >= tail:
                 break
             pos = cursor & mask
@@ -396,7 +483,7 @@ class Ring:
         head = self._head_word[0]
         tail = self._tail_word[0]
         if not head <= position <= tail:
-            raise ValueError(f"ring {self.name!r}: position {position} is outside [head {head}, tail {tail}]")
+            raise BadPosition(f"ring {self.name!r}: position {position} is outside [head {head}, tail {tail}]")
         self._cursor = position
 
     def pending(self) -> bool:
@@ -429,13 +516,31 @@ class Ring:
         See ``ringbuf.arrays``."""
         return (_arrays or _load_arrays()).read_array(self, dtype, max_records)
 
-    def _data_array(self) -> np.ndarray:
-        """The data area as a ``uint8`` numpy array (made once, dropped by ``close``)."""
+    def _array_views(self) -> dict[Any, Any]:
+        """numpy views of the data area for ``ringbuf.arrays`` (made on first use, dropped by ``close``)."""
         if self._np_data is None:
             import numpy as np
 
-            self._np_data = np.frombuffer(self._mm, np.uint8, self.capacity, HEADER_BYTES)
+            self._np_data = {"data": np.frombuffer(self._mm, np.uint8, self.capacity, HEADER_BYTES)}
         return self._np_data
+
+
+_SEPARATORS: dict[int, bytes] = {}
+
+
+def _separator(n: int) -> bytes:
+    """What goes between two ``n``-byte payloads in a run: the pad of one, the length of the next."""
+    sep = bytes(((n + 11) & -8) - 4 - n) + n.to_bytes(4, "little")
+    _SEPARATORS[n] = sep
+    return sep
+
+
+def _run_length(lens: list[int], n: int) -> int:
+    """How many leading entries of ``lens`` equal ``n``."""
+    for i, length in enumerate(lens):
+        if length != n:
+            return i
+    return len(lens)
 
 
 _arrays: Any = None  # ringbuf.arrays, imported on first use so that importing a ring does not import numpy

@@ -53,11 +53,17 @@ from shards.events import (
     T_CANCELED,
     T_DEPTH,
     T_EXPIRED,
-    T_REJECTED,
     T_TRADE,
     command_for_replay,
-    encode_raw,
-    materialize,
+    decode_events,
+    pack_accepted,
+    pack_amended,
+    pack_canceled,
+    pack_depth,
+    pack_depth_one,
+    pack_expired,
+    pack_rejected,
+    pack_trade,
 )
 from shards.protocol import (
     AmendOrder,
@@ -130,7 +136,7 @@ class Engine:
             if spec.symbol_id in self._books:
                 raise ValueError(f"symbol id {spec.symbol_id} ({spec.symbol}) given twice")
             self._books[spec.symbol_id] = Book(spec)
-        self._events: list[tuple] = []  # raw events (type code, *fields)
+        self._journal: list[bytes] = []  # one encoded event per item (shards/events.py)
         self.last_seq = 0
 
     # --- public ----------------------------------------------------------------
@@ -147,17 +153,18 @@ class Engine:
             return Rejected(MALFORMED, f"unknown command {kind.__name__}")
         return handler(self, cmd)
 
-    def take_events(self) -> list[Event]:
-        """The events appended since the last take, oldest first, as protocol objects."""
-        raws = self._events
-        self._events = []
-        return materialize(raws)
-
     def take_encoded(self) -> bytes:
-        """The events appended since the last take as journal bytes (``events.decode_events`` reads them)."""
-        raws = self._events
-        self._events = []
-        return encode_raw(raws)
+        """The events appended since the last take as journal bytes (``events.decode_events`` reads them).
+
+        The shard loop's path: the events are encoded as they happen, so this is one join.
+        """
+        chunks = self._journal
+        self._journal = []
+        return b"".join(chunks)
+
+    def take_events(self) -> list[Event]:
+        """The events appended since the last take, oldest first, as protocol objects (decoded: slower)."""
+        return decode_events(self.take_encoded())
 
     def book(self, symbol_id: int) -> Book:
         """The book of ``symbol_id`` (read-only use: tests, snapshots, diagnostics)."""
@@ -182,8 +189,8 @@ class Engine:
         one user and symbol came from one CancelAll. Raises ``ReplayError`` at
         the first difference. The event buffer must be empty.
         """
-        if self._events:
-            raise ReplayError(f"replay needs an empty event buffer, {len(self._events)} events pending")
+        if self._journal:
+            raise ReplayError(f"replay needs an empty event buffer, {len(self._journal)} events pending")
         i = 0
         n = len(events)
         while i < n:
@@ -249,15 +256,20 @@ class Engine:
         order_id = book.next_order_id
         book.next_order_id = order_id + 1
         seq = self.last_seq + 1
-        events = self._events
-        events.append(
-            (T_ACCEPTED, seq, ts, symbol_id, order_id, user_id, coid, side, order_type, tif, stp, price, qty, quote_qty)
-        )
+        journal = self._journal
+        raw_coid = coid.encode()
+        journal.append(
+            pack_accepted(
+                T_ACCEPTED, seq, ts, symbol_id, order_id, user_id, side, order_type, tif, stp, price, qty, quote_qty,
+                len(raw_coid),
+            )
+            + raw_coid
+        )  # fmt: skip
         if crosses:
             return self._take(book, cmd, order_id, seq)
         seq += 1
         if order_type == LIMIT and tif != GTC:  # an IOC that crosses nothing
-            events.append((T_EXPIRED, seq, ts, symbol_id, order_id, user_id, qty, R_IOC))
+            journal.append(pack_expired(T_EXPIRED, seq, ts, symbol_id, order_id, user_id, qty, R_IOC))
             status = EXPIRED
         else:  # rest it: Book.rest inlined, this is the most common command
             order = [order_id, user_id, side, price, qty, qty, 0, 0, coid, order_type, tif, stp, ts, ts]
@@ -275,7 +287,7 @@ class Engine:
                 else:
                     level_qty = level[0] = level[0] + qty  # L_QTY
                     level[2].append(order)  # L_QUEUE
-                events.append((T_DEPTH, seq, ts, symbol_id, depth_seq, ((price, level_qty),), ()))
+                journal.append(pack_depth_one(T_DEPTH, seq, ts, symbol_id, depth_seq, 1, 0, price, level_qty))
             else:
                 level = book.asks.get(price)
                 if level is None:
@@ -284,7 +296,7 @@ class Engine:
                 else:
                     level_qty = level[0] = level[0] + qty
                     level[2].append(order)
-                events.append((T_DEPTH, seq, ts, symbol_id, depth_seq, (), ((price, level_qty),)))
+                journal.append(pack_depth_one(T_DEPTH, seq, ts, symbol_id, depth_seq, 0, 1, price, level_qty))
             status = NEW
         self.last_seq = seq
         order_view = (
@@ -295,7 +307,7 @@ class Engine:
     def _take(self, book: Book, cmd: NewOrder, order_id: int, seq: int) -> Result:
         """Match an accepted crossing order against the opposite side, then rest or expire its rest."""
         symbol_id, user_id, coid, side, order_type, tif, price, qty, quote_qty, stp, ts = cmd
-        append = self._events.append
+        append = self._journal.append
         buy = side == BUY
         if buy:
             levels = book.asks
@@ -354,21 +366,11 @@ class Engine:
                         fill = cap
                     seq += 1
                     append(
-                        (
-                            T_TRADE,
-                            seq,
-                            ts,
-                            symbol_id,
-                            trade_id,
-                            best,
-                            fill,
-                            maker[O_ID],
-                            order_id,
-                            maker_user,
-                            user_id,
-                            side,
+                        pack_trade(
+                            T_TRADE, seq, ts, symbol_id, trade_id, best, fill, maker[O_ID], order_id, maker_user,
+                            user_id, side,
                         )
-                    )
+                    )  # fmt: skip
                     fills.append(_new(Fill, (trade_id, best, fill)))
                     trade_id += 1
                     quote = fill * best
@@ -398,7 +400,7 @@ class Engine:
                 if not fill:
                     level_qty -= open_qty
                     seq += 1
-                    append((T_EXPIRED, seq, ts, symbol_id, maker[O_ID], user_id, open_qty, R_STP_MAKER))
+                    append(pack_expired(T_EXPIRED, seq, ts, symbol_id, maker[O_ID], user_id, open_qty, R_STP_MAKER))
                     if stp == EXPIRE_BOTH:
                         taker_stp = True
                         break
@@ -417,14 +419,15 @@ class Engine:
         if taker_stp:
             status = EXPIRED_IN_MATCH
             seq += 1
-            append((T_EXPIRED, seq, ts, symbol_id, order_id, user_id, 0 if by_quote else remaining, R_STP_TAKER))
+            left = 0 if by_quote else remaining
+            append(pack_expired(T_EXPIRED, seq, ts, symbol_id, order_id, user_id, left, R_STP_TAKER))
         elif by_quote:
             if executed and out_of_budget:
                 status = FILLED
             else:
                 status = EXPIRED
                 seq += 1
-                append((T_EXPIRED, seq, ts, symbol_id, order_id, user_id, 0, R_MARKET))
+                append(pack_expired(T_EXPIRED, seq, ts, symbol_id, order_id, user_id, 0, R_MARKET))
         elif not remaining:
             status = FILLED
         elif order_type == LIMIT and tif == GTC:
@@ -437,14 +440,14 @@ class Engine:
             status = EXPIRED
             seq += 1
             reason = R_IOC if order_type == LIMIT else R_MARKET
-            append((T_EXPIRED, seq, ts, symbol_id, order_id, user_id, remaining, reason))
+            append(pack_expired(T_EXPIRED, seq, ts, symbol_id, order_id, user_id, remaining, reason))
         if changed or rested:
             depth_seq = book.depth_seq = book.depth_seq + 1
             seq += 1
             if buy:
-                append((T_DEPTH, seq, ts, symbol_id, depth_seq, rested, tuple(changed)))
+                append(pack_depth(seq, ts, symbol_id, depth_seq, rested, changed))
             else:
-                append((T_DEPTH, seq, ts, symbol_id, depth_seq, tuple(changed), rested))
+                append(pack_depth(seq, ts, symbol_id, depth_seq, changed, rested))
         self.last_seq = seq
         orig_qty = executed if by_quote else qty
         order_view = (
@@ -455,7 +458,7 @@ class Engine:
 
     def _reject_new(self, cmd: NewOrder, code: int, msg: str) -> Rejected:
         seq = self.last_seq = self.last_seq + 1
-        self._events.append((T_REJECTED, seq, cmd.ts, cmd.symbol_id, cmd.user_id, cmd.client_order_id, code, msg))
+        self._journal.append(pack_rejected(seq, cmd.ts, cmd.symbol_id, cmd.user_id, cmd.client_order_id, code, msg))
         return Rejected(code, msg)
 
     # --- cancel, amend, cancel-all ---------------------------------------------
@@ -481,12 +484,12 @@ class Engine:
         seq = self.last_seq + 1
         self.last_seq = seq + 1
         depth_seq = book.depth_seq = book.depth_seq + 1
-        append = self._events.append
-        append((T_CANCELED, seq, ts, symbol_id, order_id, user_id, remaining))
+        append = self._journal.append
+        append(pack_canceled(T_CANCELED, seq, ts, symbol_id, order_id, user_id, remaining))
         if order[O_SIDE] == BUY:
-            append((T_DEPTH, seq + 1, ts, symbol_id, depth_seq, ((price, level_qty),), ()))
+            append(pack_depth_one(T_DEPTH, seq + 1, ts, symbol_id, depth_seq, 1, 0, price, level_qty))
         else:
-            append((T_DEPTH, seq + 1, ts, symbol_id, depth_seq, (), ((price, level_qty),)))
+            append(pack_depth_one(T_DEPTH, seq + 1, ts, symbol_id, depth_seq, 0, 1, price, level_qty))
         return _new(OrderResult, (view(symbol_id, order, CANCELED), _NO_FILLS))
 
     def _amend(self, cmd: AmendOrder) -> Result:
@@ -507,13 +510,10 @@ class Engine:
         seq = self.last_seq + 1
         self.last_seq = seq + 1
         depth_seq = book.depth_seq = book.depth_seq + 1
-        levels = ((order[O_PRICE], level_qty),)
-        append = self._events.append
-        append((T_AMENDED, seq, ts, symbol_id, order[O_ID], user_id, new_qty))
-        if order[O_SIDE] == BUY:
-            append((T_DEPTH, seq + 1, ts, symbol_id, depth_seq, levels, ()))
-        else:
-            append((T_DEPTH, seq + 1, ts, symbol_id, depth_seq, (), levels))
+        append = self._journal.append
+        append(pack_amended(T_AMENDED, seq, ts, symbol_id, order[O_ID], user_id, new_qty))
+        bids = 1 if order[O_SIDE] == BUY else 0
+        append(pack_depth_one(T_DEPTH, seq + 1, ts, symbol_id, depth_seq, bids, 1 - bids, order[O_PRICE], level_qty))
         return OrderResult(view(symbol_id, order, PARTIALLY_FILLED if executed else NEW), _NO_FILLS)
 
     def _cancel_all(self, cmd: CancelAll) -> Result:
@@ -524,7 +524,7 @@ class Engine:
         by_coid = book.users.get(user_id)
         if not by_coid:
             return Rejected(CANCEL_REJECTED, f"no open orders on {book.spec.symbol}")
-        append = self._events.append
+        append = self._journal.append
         seq = self.last_seq
         bid_levels: dict[int, int] = {}
         ask_levels: dict[int, int] = {}
@@ -535,13 +535,13 @@ class Engine:
             order[13] = ts  # O_UPDATE
             (bid_levels if order[O_SIDE] == BUY else ask_levels)[order[O_PRICE]] = level_qty
             seq += 1
-            append((T_CANCELED, seq, ts, symbol_id, order[O_ID], user_id, remaining))
+            append(pack_canceled(T_CANCELED, seq, ts, symbol_id, order[O_ID], user_id, remaining))
             views.append(view(symbol_id, order, CANCELED))
         depth_seq = book.depth_seq = book.depth_seq + 1
         seq += 1
-        bids = tuple(sorted(bid_levels.items(), reverse=True))
-        asks = tuple(sorted(ask_levels.items()))
-        append((T_DEPTH, seq, ts, symbol_id, depth_seq, bids, asks))
+        bids = sorted(bid_levels.items(), reverse=True)
+        asks = sorted(ask_levels.items())
+        append(pack_depth(seq, ts, symbol_id, depth_seq, bids, asks))
         self.last_seq = seq
         return OrdersResult(tuple(views))
 

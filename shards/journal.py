@@ -33,6 +33,7 @@ from __future__ import annotations
 import struct
 import time
 from collections.abc import Sequence
+from typing import Any
 
 import redis
 
@@ -112,7 +113,7 @@ class RedisJournal:
             time.sleep(delay)
             delay = min(delay * 2, RETRY_MAX_S)
             try:
-                tail = self.client.xrevrange(self.key, count=1)
+                tail: Any = self.client.xrevrange(self.key, count=1)
                 if tail and int(tail[0][1][FIELD_LAST]) >= last_seq:
                     log_event("journal_recovered", shard=self.shard, seq=last_seq, written_before=True)
                     return tail[0][0]

@@ -40,6 +40,7 @@ import os
 import signal
 import time
 from collections.abc import Sequence
+from typing import Any
 
 from deploy.config import Config
 from deploy.log import log_event, set_process_name
@@ -66,6 +67,11 @@ STOP_SEND_DEADLINE_S = 2.0  # once stopping, how long a full answer ring is retr
 
 _STAMPED = frozenset(STATE_CHANGING)
 _new = tuple.__new__
+
+
+def _stamped(cmd: Any, now: int) -> Any:
+    """``cmd._replace(ts=now)`` without its overhead: ``ts`` is the last field of every state-changing command."""
+    return _new(type(cmd), (*cmd[:-1], now))
 
 
 class NullEventSink:
@@ -108,8 +114,10 @@ class ShardLoop:
         self.sink = sink if sink is not None else NullEventSink()
         self.stopping = False
         self.commands = 0  # applied since start
+        self.batches = 0  # loop turns that applied at least one command
         self.internal_errors = 0
         self.dropped_answers = 0  # only ever non-zero after a stop with no reader left
+        self._pong = Pong(index)
 
     def run(self) -> None:
         """Loop until ``stopping``; then drain what is in the rings and return."""
@@ -125,7 +133,7 @@ class ShardLoop:
         """One batch over every command ring; returns how many commands it applied."""
         now = time.time_ns() // 1_000_000
         apply = self.engine.apply
-        pong = Pong(self.index)
+        pong = self._pong
         stamped = _STAMPED
         outgoing: list[list[bytes]] = []
         readers: list[Ring] = []
@@ -142,9 +150,9 @@ class ShardLoop:
                 try:
                     rid, cmd = decode_command(record)
                     cls = type(cmd)
+                    result: object
                     if cls in stamped:
-                        cmd = _new(cls, (*cmd[:-1], now))  # cmd._replace(ts=now), without its overhead
-                        result = apply(cmd)
+                        result = apply(_stamped(cmd, now))
                     elif cls is Ping:
                         result = pong
                     else:
@@ -155,6 +163,7 @@ class ShardLoop:
         if not total:
             return 0
         self.commands += total
+        self.batches += 1
         self.sink.append(self.engine.take_events())
         for producer, answers in zip(self.answers, outgoing, strict=True):
             if answers:
@@ -239,6 +248,7 @@ def run(config: Config, ctx: ProcessContext, index: int) -> None:
             shard=index,
             symbols=names or "-",
             commands=loop.commands,
+            batches=loop.batches,
             internal_errors=loop.internal_errors,
             dropped_answers=loop.dropped_answers,
         )

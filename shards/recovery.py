@@ -38,6 +38,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import redis
 
@@ -158,7 +159,7 @@ def recover(
     key = stream_key(shard)
     start = b"(" + stream_id
     while True:
-        entries = client.xrange(key, min=start, max="+", count=XRANGE_COUNT)
+        entries: Any = client.xrange(key, min=start, max="+", count=XRANGE_COUNT)
         if not entries:
             break
         for entry_id, fields in entries:
@@ -191,14 +192,14 @@ def recover(
 def persist_floor(client: redis.Redis, key: str) -> bytes | None:
     """First entry id persist's consumer group still needs, or None when there is no such group."""
     try:
-        groups = client.xinfo_groups(key)
+        groups: Any = client.xinfo_groups(key)
     except redis.ResponseError:
         return None
     for g in groups:
         name = g.get("name")
         if name in (PERSIST_GROUP, PERSIST_GROUP.encode()):
             if g.get("pending"):
-                summary = client.xpending(key, PERSIST_GROUP)
+                summary: Any = client.xpending(key, PERSIST_GROUP)
                 low = summary.get("min")
                 if low:
                     return low if isinstance(low, bytes) else str(low).encode()

@@ -11,8 +11,17 @@ Command records (ingress worker -> matching shard)::
 
     +------+------------+---------------------------------------------+
     | type | request id | the command's fields, in protocol.py order   |
-    |  u8  |    u64     | (fixed layout per type, see _CMD_FORMATS)    |
+    |  u8  |    u64     | (fixed layout per type, below)               |
     +------+------------+---------------------------------------------+
+    1 NewOrder        u32 symbol | u64 user | coid | u8 side, type, tif | i64 price, qty, quote qty | u8 stp | i64 ts
+    2 CancelOrder     u32 symbol | u64 user | u64 order id | coid | i64 ts
+    3 AmendOrder      u32 symbol | u64 user | u64 order id | coid | i64 new qty | i64 ts
+    4 CancelAll       u32 symbol | u64 user | i64 ts
+    5 QueryOrder      u32 symbol | u64 user | u64 order id | coid
+    6 QueryOpenOrders u32 symbol | u64 user
+    7 QueryDepth      u32 symbol | u32 limit
+    8 QueryBookTicker u32 symbol
+    9 Ping            (nothing)
 
   ``request id`` is the ingress worker's own counter; the shard copies it into
   the answer. ``client_order_id`` travels as a Pascal string in a fixed field
@@ -33,6 +42,9 @@ Answer records (matching shard -> ingress worker)::
     DepthView      u32 symbol | i64 last update id | u32 nb | u32 na | (nb + na) x (i64 price, i64 qty)
     BookTickerView u32 symbol | i64 bid price | i64 bid qty | i64 ask price | i64 ask qty
     Pong           u32 shard index
+    view = u32 symbol | u64 order id | coid | u64 user | u8 side, type, tif, stp | i64 price, orig qty,
+           executed qty, cum quote, orig quote qty | u8 status | i64 time, update time, working time
+    (kinds: 1 OrderResult, 2 OrdersResult, 3 Rejected, 4 DepthView, 5 BookTickerView, 6 Pong)
 
   An answer longer than the ring's ``max_record`` (a deep book, a large
   OrdersResult, a taker order with thousands of fills) is cut by
@@ -50,7 +62,7 @@ common records (orders without fills, rejects, pings).
 from __future__ import annotations
 
 import struct
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import NamedTuple
 
 from shards.protocol import (
@@ -81,6 +93,7 @@ __all__ = [
     "decode_command",
     "encode_answer",
     "encode_command",
+    "encode_commands",
     "fragment_answer",
     "INTERNAL_ERROR",
     "MAX_CLIENT_ORDER_ID",
@@ -159,7 +172,10 @@ def _coid(value: str) -> bytes:
 
 
 def _enc_new_order(rid: int, c: NewOrder) -> bytes:
-    return _NEW_ORDER.pack(T_NEW_ORDER, rid, c[0], c[1], _coid(c[2]), c[3], c[4], c[5], c[6], c[7], c[8], c[9], c[10])
+    coid = c[2].encode()
+    if len(coid) > MAX_CLIENT_ORDER_ID:
+        coid = _coid(c[2])  # raises, naming the value
+    return _NEW_ORDER.pack(T_NEW_ORDER, rid, c[0], c[1], coid, c[3], c[4], c[5], c[6], c[7], c[8], c[9], c[10])
 
 
 def _enc_cancel_order(rid: int, c: CancelOrder) -> bytes:
@@ -215,6 +231,17 @@ def encode_command(rid: int, cmd: object) -> bytes:
         raise WireError(f"no wire record for command type {type(cmd).__name__}") from None
     except struct.error as exc:
         raise WireError(f"cannot encode {cmd!r} (request id {rid}): {exc}") from None
+
+
+def encode_commands(first_rid: int, cmds: Sequence[object]) -> list[bytes]:
+    """The records of ``cmds`` under request ids ``first_rid``, ``first_rid + 1``, ... (a batch in one call)."""
+    encoders = _CMD_ENCODERS
+    try:
+        return [encoders[type(cmd)](first_rid + i, cmd) for i, cmd in enumerate(cmds)]
+    except (KeyError, struct.error):
+        for i, cmd in enumerate(cmds):
+            encode_command(first_rid + i, cmd)  # raises the WireError naming the culprit
+        raise
 
 
 def _dec_new_order(buf: bytes | memoryview) -> tuple[int, object]:
@@ -323,8 +350,11 @@ def _view_fields(o: OrderView) -> tuple:
 def _enc_order(rid: int, r: OrderResult) -> bytes:
     o = r[0]
     fills = r[1]
+    coid = o[2].encode()
+    if len(coid) > MAX_CLIENT_ORDER_ID:
+        coid = _coid(o[2])  # raises, naming the value
     head = _ORDER_HEAD.pack(
-        K_ORDER, rid, o[0], o[1], _coid(o[2]), o[3], o[4], o[5], o[6], o[7], o[8], o[9], o[10], o[11], o[12],
+        K_ORDER, rid, o[0], o[1], coid, o[3], o[4], o[5], o[6], o[7], o[8], o[9], o[10], o[11], o[12],
         o[13], o[14], o[15], o[16], len(fills),
     )  # fmt: skip
     if not fills:

@@ -1,8 +1,16 @@
-"""wsfeed: the WebSocket market-data and user-data feed (not built yet).
+"""wsfeed: the WebSocket market-data and user-data feed (API.md, "WebSocket feed").
 
-A later issue builds it: processes that tail the shards' Redis streams and fan events
-out to subscribers (trade, depth, bookTicker, ticker, kline and user streams, in
-Binance's shapes), each connection with a bounded queue and closed with 1008
-``slow consumer`` when it falls behind. Until then this package holds nothing,
-``exchange up`` starts no wsfeed process and binds no WebSocket port.
+Each wsfeed process tails every shard's Redis event stream on its own and fans
+the events out to its subscribers. Modules, from the socket inwards:
+
+- ``main``: the process entry point ``run(config, ctx, index)``, timers, signals;
+- ``server``: handshake paths, control messages, per-connection limits, listenKey upkeep;
+- ``hub``: subscriptions and the non-blocking fan-out (bounded queue per client,
+  1008 ``slow consumer``);
+- ``market``: books, candles and tickers rebuilt from the events; public messages;
+- ``orders``: open orders' running state and ``executionReport`` texts;
+- ``tail``: catch-up and ``XREAD`` tailing of the shard streams;
+- ``names``, ``klines``, ``listenkeys``: stream names, kline periods, listenKey keys in Redis.
+
+It never writes to the shard streams and never talks to the shards directly.
 """

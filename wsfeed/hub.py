@@ -96,6 +96,12 @@ class Client:
             return
         self.closed = True
         self.slow = True
+        self.hub.slow_closed += 1
+        log.warning(
+            "slow consumer closed (1008): %d messages queued, streams %s",
+            len(self.queue),
+            ",".join(sorted(self.streams))[:200] or "private",
+        )
         self.queue.clear()
         self.hub.forget_soon(self)
         asyncio.get_running_loop().create_task(self._close(SLOW_CODE, SLOW_REASON))
@@ -149,6 +155,7 @@ class Hub:
         self.users: dict[int, dict[Client, None]] = {}
         self.clients: dict[Client, None] = {}
         self.delivered = 0
+        self.slow_closed = 0
 
     def has(self, stream: str) -> bool:
         return stream in self.subs

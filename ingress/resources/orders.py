@@ -19,6 +19,7 @@ from ingress import views
 from ingress.dispatch import EngineBusy
 from ingress.errors import ApiError, Malformed, MissingParam, error_of_exception, rejected_error
 from ingress.inputs import check_allowed
+from ingress.resources import history
 from ingress.resources.base import Context, answer, unexpected
 from shards.protocol import (
     CancelAll,
@@ -37,6 +38,7 @@ AMEND = ORDER_REF | {"newQty"}
 SYMBOL_SIGNED = frozenset(("symbol",)) | p.SIGNED_PARAMS
 BATCH = frozenset(("orders",)) | p.SIGNED_PARAMS
 BATCH_MAX = 100
+NO_SUCH_ORDER = -2013
 
 
 def _order_result(res: object) -> OrderResult:
@@ -71,7 +73,16 @@ class Order:
         params, user_id = await ctx.signed(req, ORDER_REF)
         rules = p.symbol_rules(ctx.catalog, params)
         order_id, coid = p.order_ref(params)
-        res = _order_result(await ctx.call(rules.shard, QueryOrder(rules.symbol_id, user_id, order_id, coid)))
+        try:
+            res = _order_result(await ctx.call(rules.shard, QueryOrder(rules.symbol_id, user_id, order_id, coid)))
+        except ApiError as exc:
+            if exc.code != NO_SUCH_ORDER:
+                raise
+            past = await history.find_order(ctx, rules, user_id, order_id, coid)  # no longer in the book
+            if past is None:
+                raise
+            answer(resp, past)
+            return
         answer(resp, views.order(rules, res.order))
 
 

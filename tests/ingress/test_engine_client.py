@@ -411,3 +411,20 @@ def test_answers_left_for_a_previous_life_of_the_worker_are_dropped_not_mistaken
     assert loop.commands == 2
     assert result.order.client_order_id == "new"
     assert late == 1
+
+
+def test_a_silent_shard_times_out_every_request_of_a_batch():
+    rig = Rig(_config(answer_timeout_ms=200), 1 << 17)
+    sym = _sym(rig.config, 0)
+    items = [(0, _limit(sym, 1, f"t{i}", Side.BUY, 100, 1)) for i in range(500)]
+
+    async def body(client):
+        return await client.call_batch(items), client.pending_count, client.timeouts
+
+    try:
+        results, pending, timeouts = _run(rig, body)
+    finally:
+        rig.close()
+
+    assert all(isinstance(r, EngineTimeout) for r in results)
+    assert (pending, timeouts) == (0, 500)

@@ -77,6 +77,13 @@ def test_health_ok(api) -> None:
         "shards": [{"shard": 0, "up": True}, {"shard": 1, "up": True}],
         "redis": "ok",
         "postgres": "ok",
+        "persist": {
+            "lag": 0,
+            "shards": [
+                {"shard": 0, "journaled": 0, "persisted": 0, "lag": 0},
+                {"shard": 1, "journaled": 0, "persisted": 0, "lag": 0},
+            ],
+        },
     }
 
 

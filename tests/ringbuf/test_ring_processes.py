@@ -24,6 +24,15 @@ from ringbuf import Ring
 CTX = mp.get_context("fork")
 
 
+@pytest.fixture(autouse=True)
+def reap_children() -> Iterator[None]:
+    """A failed test must not leave a child behind (it would keep the session from exiting)."""
+    yield
+    for child in mp.active_children():
+        child.kill()
+        child.join(timeout=10)
+
+
 HEADER = struct.Struct("<QI")
 
 
@@ -119,7 +128,7 @@ def make_ring() -> Iterator[Callable[[int], Ring]]:
 def test_a_million_random_records_cross_wraparound_intact(make_ring: Callable[[int], Ring]) -> None:
     ring = make_ring(1 << 16)
     count = 1_000_000
-    producer = CTX.Process(target=produce, args=(ring.name, count, 11))
+    producer = CTX.Process(target=produce, args=(ring.name, count, 11), daemon=True)
     producer.start()
 
     drain(ring, count, producer, seed=12)
@@ -134,7 +143,7 @@ def test_full_ring_pushes_back_without_loss_or_reordering(make_ring: Callable[[i
     ring = make_ring(4096)
     count = 20_000
     refusals: mp.Queue = CTX.Queue()
-    producer = CTX.Process(target=produce, args=(ring.name, count, 21, refusals))
+    producer = CTX.Process(target=produce, args=(ring.name, count, 21, refusals), daemon=True)
     producer.start()
 
     drain(ring, count, producer, seed=22, pause_s=0.0001)
@@ -182,9 +191,11 @@ def run_killed_then_restarted(ring: Ring, tmp_path: Path, pause_after: int, kill
     """Kill the first consumer when it pauses (``pause_after``) or as soon as its log holds
     ``kill_at`` records, wherever it is in its loop; then run a second one to the end."""
     count = 100_000
-    producer = CTX.Process(target=produce, args=(ring.name, count, 31))
+    producer = CTX.Process(target=produce, args=(ring.name, count, 31), daemon=True)
     paused = CTX.Event()
-    first = CTX.Process(target=consume_and_log, args=(ring.name, str(tmp_path / "1"), count, 32, pause_after, paused))
+    first = CTX.Process(
+        target=consume_and_log, args=(ring.name, str(tmp_path / "1"), count, 32, pause_after, paused), daemon=True
+    )
     producer.start()
     first.start()
     if pause_after:
@@ -197,7 +208,9 @@ def run_killed_then_restarted(ring: Ring, tmp_path: Path, pause_after: int, kill
     first.join(timeout=10)
     assert first.exitcode == -signal.SIGKILL
 
-    second = CTX.Process(target=consume_and_log, args=(ring.name, str(tmp_path / "2"), count, 33, 0, paused))
+    second = CTX.Process(
+        target=consume_and_log, args=(ring.name, str(tmp_path / "2"), count, 33, 0, paused), daemon=True
+    )
     second.start()
     second.join(timeout=60)
     producer.join(timeout=10)

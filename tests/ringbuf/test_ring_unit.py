@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from ringbuf import BadRingConfig, NotCreator, RecordTooLarge, Ring, RingCorrupt
+from ringbuf import BadPosition, BadRingConfig, NotCreator, RecordTooLarge, Ring, RingCorrupt
 from ringbuf.ring import HEADER_BYTES, WRAP, slot_size
 
 
@@ -289,3 +289,43 @@ def test_header_layout_is_as_specified(make_ring: Callable[[int], Ring]) -> None
     assert int.from_bytes(header[256:264], "little") == 16  # head
     assert int.from_bytes(header[384:392], "little") == 0  # sleeping
     assert bytes(ring._shm.buf[HEADER_BYTES : HEADER_BYTES + 9]) == b"\x05\x00\x00\x00hello"
+
+
+def test_created_ns_tells_two_incarnations_of_a_name_apart() -> None:
+    name = f"test-unit-{uuid.uuid4().hex[:12]}"
+    first = Ring.create(name, 256)
+    seen_by_attacher = Ring.attach(name).created_ns
+    first.close()
+    first.unlink()
+    second = Ring.create(name, 256)
+
+    assert seen_by_attacher == first.created_ns > 0
+    assert second.created_ns != first.created_ns
+    second.close()
+    second.unlink()
+
+
+def test_seek_moves_the_read_cursor_to_a_remembered_position(make_ring: Callable[[int], Ring]) -> None:
+    ring = make_ring(1024)
+    ring.write_batch([b"a", b"b", b"c", b"d"])
+    ring.read(2)
+    remembered = ring.read_position()
+    ring.read()
+
+    ring.seek(remembered)
+
+    assert ring.read() == [b"c", b"d"]
+
+
+@pytest.mark.parametrize("offset", [-8, 8])
+def test_seek_outside_head_and_tail_is_refused(make_ring: Callable[[int], Ring], offset: int) -> None:
+    ring = make_ring(1024)
+    ring.write_batch([b"a", b"b"])
+    ring.read(1)
+    ring.commit()
+    tail, head = ring.positions()
+    target = head + offset if offset < 0 else tail + offset
+
+    with pytest.raises(BadPosition, match=str(target)) as excinfo:
+        ring.seek(target)
+    assert isinstance(excinfo.value, ValueError)

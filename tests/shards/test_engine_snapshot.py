@@ -174,19 +174,19 @@ def test_events_round_trip_through_the_codec() -> None:
 
 
 I64 = st.integers(-(2**63), 2**63 - 1)
-U64 = st.integers(0, 2**64 - 1)
+SEQ = st.integers(0, 2**63 - 1)
 U32 = st.integers(0, 2**32 - 1)
 U8 = st.integers(0, 255)
 TEXT = st.text(max_size=40)
 LEVELS = st.lists(st.tuples(I64, I64), max_size=5).map(tuple)
 EVENTS = st.one_of(
-    st.builds(OrderAccepted, U64, I64, U32, I64, I64, TEXT, U8, U8, U8, U8, I64, I64, I64),
-    st.builds(TradeEvent, U64, I64, U32, I64, I64, I64, I64, I64, I64, I64, U8),
-    st.builds(OrderCanceled, U64, I64, U32, I64, I64, I64),
-    st.builds(OrderAmended, U64, I64, U32, I64, I64, I64),
-    st.builds(OrderExpired, U64, I64, U32, I64, I64, I64, U8),
-    st.builds(OrderRejected, U64, I64, U32, I64, TEXT, st.integers(-(2**31), 2**31 - 1), st.text(max_size=200)),
-    st.builds(DepthUpdate, U64, I64, U32, I64, LEVELS, LEVELS),
+    st.builds(OrderAccepted, SEQ, I64, U32, I64, I64, TEXT, U8, U8, U8, U8, I64, I64, I64),
+    st.builds(TradeEvent, SEQ, I64, U32, I64, I64, I64, I64, I64, I64, I64, U8),
+    st.builds(OrderCanceled, SEQ, I64, U32, I64, I64, I64),
+    st.builds(OrderAmended, SEQ, I64, U32, I64, I64, I64),
+    st.builds(OrderExpired, SEQ, I64, U32, I64, I64, I64, U8),
+    st.builds(OrderRejected, SEQ, I64, U32, I64, TEXT, st.integers(-(2**31), 2**31 - 1), st.text(max_size=200)),
+    st.builds(DepthUpdate, SEQ, I64, U32, I64, LEVELS, LEVELS),
 )
 
 

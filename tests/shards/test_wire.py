@@ -170,3 +170,18 @@ def test_fragments_of_answers_from_two_rings_interleave_safely():
 def test_fragment_room_must_exceed_the_header():
     with pytest.raises(wire.WireError, match="max_record 9"):
         wire.fragment_answer(bytes(100), 9)
+
+
+@given(rid, st.lists(commands, max_size=20))
+def test_a_batch_encodes_as_its_commands_one_by_one(first, cmds):
+    first = first % (2**63)
+
+    assert wire.encode_commands(first, cmds) == [wire.encode_command(first + i, c) for i, c in enumerate(cmds)]
+
+
+def test_a_batch_with_a_bad_command_names_it():
+    good = CancelAll(1, 2, 0)
+    bad = CancelAll(1, -5, 0)
+
+    with pytest.raises(wire.WireError, match="user_id=-5"):
+        wire.encode_commands(10, [good, bad, good])

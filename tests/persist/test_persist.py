@@ -1,0 +1,142 @@
+"""persist end to end against the session PostgreSQL and Redis: rows, idempotency, a failing commit, a killed writer."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from typing import Any
+
+import asyncpg
+import pytest
+import redis
+
+from deploy.migrate import apply_migrations
+from persist import main as persist_main
+from persist import store
+from shards.journal import RedisJournal
+from shards.stream import stream_key
+from tests.persist.flow import engine_of_shard, open_orders, persist_until, progress_of, run_flow, trade_count
+
+TERMINAL = {3, 4, 5, 6, 7}
+
+
+@pytest.fixture
+def urls(services: Any) -> tuple[str, str]:
+    dsn = services.create_database("persist")
+    asyncio.run(apply_migrations(dsn))
+    return dsn, services.redis_db_url()
+
+
+async def _rows(dsn: str) -> dict[str, list]:
+    conn = await asyncpg.connect(dsn)
+    try:
+        return {
+            "orders": [tuple(r) for r in await conn.fetch("SELECT * FROM orders ORDER BY symbol_id, order_id")],
+            "trades": [tuple(r) for r in await conn.fetch("SELECT * FROM trades ORDER BY symbol_id, trade_id")],
+            "history": [
+                tuple(r) for r in await conn.fetch("SELECT * FROM order_history ORDER BY shard, seq, order_id")
+            ],
+        }
+    finally:
+        await conn.close()
+
+
+def _journal(url: str, shard: int) -> RedisJournal:
+    return RedisJournal(url, shard, [])
+
+
+def _check_rows(rows: dict[str, list], engines: dict[int, Any], events: dict[int, list]) -> None:
+    assert len(rows["trades"]) == sum(trade_count(ev) for ev in events.values())
+    assert len({(t[0], t[1]) for t in rows["trades"]}) == len(rows["trades"])
+    accepted = sum(1 for ev in events.values() for e in ev if type(e).__name__ == "OrderAccepted")
+    assert len(rows["orders"]) == accepted
+    live = {}
+    for engine in engines.values():
+        live.update(open_orders(engine))
+    executed: dict[tuple[int, int], int] = {}
+    for t in rows["trades"]:
+        for oid in (t[6], t[7]):
+            executed[(t[0], oid)] = executed.get((t[0], oid), 0) + t[3]
+    for o in rows["orders"]:
+        key = (o[0], o[1])
+        assert o[10] == executed.get(key, 0), f"order {key}: executed {o[10]} != its trades"
+        if key in live:
+            assert (o[13], o[10], o[9]) == live[key], f"order {key} differs from the engine"
+        else:
+            assert o[13] in TERMINAL, f"order {key} is closed in the engine but has status {o[13]}"
+
+
+def test_persist_writes_every_event_and_replay_changes_nothing(urls: tuple[str, str]) -> None:
+    # arrange: two shards' flows journaled to Redis
+    dsn, url = urls
+    engines = {s: engine_of_shard(s) for s in (0, 1)}
+    events = {s: run_flow(engines[s], _journal(url, s), 600, seed=s) for s in (0, 1)}
+    targets = {s: events[s][-1].seq for s in (0, 1)}
+    # act
+    persist_until(dsn, url, targets)
+    first = asyncio.run(_rows(dsn))
+    client = redis.Redis.from_url(url)
+    for s in (0, 1):  # deliver every entry again from the start
+        client.xgroup_setid(stream_key(s), persist_main.GROUP, "0")
+    persist_until(dsn, url, targets)
+    second = asyncio.run(_rows(dsn))
+    # assert
+    assert asyncio.run(progress_of(dsn)) == targets
+    _check_rows(first, engines, events)
+    assert second == first
+    pending = client.xpending(stream_key(0), persist_main.GROUP)
+    assert pending["pending"] == 0
+
+
+def test_a_failed_commit_is_retried_and_loses_nothing(urls: tuple[str, str], monkeypatch: Any) -> None:
+    # arrange: the first two batches fail inside their transaction
+    dsn, url = urls
+    engine = engine_of_shard(0)
+    events = run_flow(engine, _journal(url, 0), 300, seed=7)
+    real = store.write_batch
+    failures = {"left": 2}
+
+    async def failing(conn: Any, batch: Any, after_seq: int) -> None:
+        if failures["left"]:
+            failures["left"] -= 1
+            async with conn.transaction():
+                await conn.copy_records_to_table("trades", records=batch.trades, columns=store.TRADE_COLUMNS)
+                raise asyncpg.exceptions.ConnectionDoesNotExistError("simulated loss mid-batch")
+        await real(conn, batch, after_seq)
+
+    monkeypatch.setattr(store, "write_batch", failing)
+    # act
+    persist_until(dsn, url, {0: events[-1].seq})
+    # assert
+    assert failures["left"] == 0
+    _check_rows(asyncio.run(_rows(dsn)), {0: engine}, {0: events})
+
+
+PERSIST_CHILD = (
+    "import sys; from deploy.config import load_config; import persist.main as m; m.run(load_config(None), None, 0)"
+)
+
+
+def test_persist_killed_mid_batch_and_restarted(urls: tuple[str, str]) -> None:
+    # arrange: a real persist process, SIGKILLed at random moments while it writes
+    dsn, url = urls
+    engines = {s: engine_of_shard(s) for s in (0, 1)}
+    events = {s: run_flow(engines[s], _journal(url, s), 1500, seed=10 + s, per_batch=5) for s in (0, 1)}
+    targets = {s: events[s][-1].seq for s in (0, 1)}
+    env = dict(os.environ, DATABASE_URL=dsn, REDIS_URL=url)
+    rng = random.Random(3)
+    # act
+    for _ in range(4):
+        child = subprocess.Popen([sys.executable, "-c", PERSIST_CHILD], env=env, cwd=os.getcwd())
+        time.sleep(rng.uniform(0.6, 1.2))
+        child.send_signal(signal.SIGKILL)
+        child.wait(10)
+    persist_until(dsn, url, targets)
+    # assert
+    assert asyncio.run(progress_of(dsn)) == targets
+    _check_rows(asyncio.run(_rows(dsn)), engines, events)

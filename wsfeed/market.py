@@ -1,0 +1,383 @@
+"""Market state of this wsfeed process, built from the shard streams, and the public messages it makes.
+
+``Market.apply(events, live)`` takes one stream entry's events (a shard's
+group-committed batch) and updates, per symbol: the price levels (from
+``DepthUpdate``: absolute quantities, 0 removes), the best bid and ask, the
+candles of every kline interval and 24 hours of 1-minute candles for the
+ticker; and the order tracker (``wsfeed.orders``). When ``live`` it also
+publishes, for streams someone subscribed to:
+
+- ``<s>@trade`` per trade;
+- ``<s>@depth`` once per entry: the entry's depth updates of the symbol merged
+  (``U`` first depth sequence, ``u`` last, last quantity per level wins);
+- ``<s>@bookTicker`` when the best bid or ask (price or quantity) changed;
+- ``executionReport`` to the owners' private connections.
+
+Timers call ``flush_depth100`` (every 100 ms: merged updates since the last
+flush), ``flush_klines`` (every 250 ms: candles that changed, and ``x`` true
+once when a period is over) and ``flush_tickers`` (every second: the rolling
+24 h ticker of symbols that changed). Merged depth events chain: each ``U`` is
+the previous ``u`` + 1 as long as the stream has no gap, so a gap in the
+journal shows as a ``U`` jump. During catch-up (``live`` false) nothing is
+published. Never awaits and never touches Redis (``wsfeed.tail`` does).
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+
+import orjson
+
+from ingress.symbols import Catalog, SymbolRules
+from shards.protocol import DepthUpdate, OrderAccepted, OrderAmended, OrderCanceled, OrderExpired, TradeEvent
+from wsfeed.hub import Hub
+from wsfeed.klines import DAY, MINUTE, period
+from wsfeed.names import StreamNames, SymbolStreams
+from wsfeed.orders import OrderTracker
+
+_SELL = 2
+_ORDER_EVENTS = (OrderAccepted, OrderCanceled, OrderAmended, OrderExpired)
+# candle: [open_t, close_t, open, high, low, close, volume lots, quote units, trades, first id, last id]
+C_OPEN_T, C_CLOSE_T, C_O, C_H, C_L, C_C, C_V, C_Q, C_N, C_F, C_LAST = range(11)
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+class SymbolState:
+    __slots__ = (
+        "rules", "names", "bids", "asks", "best_bid", "best_ask", "depth_seq", "pend", "pend100", "candles",
+        "dirty_klines", "minutes", "ticker_dirty", "last_price", "last_qty",
+    )  # fmt: skip
+
+    def __init__(self, rules: SymbolRules, names: SymbolStreams) -> None:
+        self.rules = rules
+        self.names = names
+        self.bids: dict[int, int] = {}
+        self.asks: dict[int, int] = {}
+        self.best_bid = (0, 0)
+        self.best_ask = (0, 0)
+        self.depth_seq = 0
+        self.pend: list | None = None  # [U, u, bids, asks] of this entry (@depth)
+        self.pend100: list | None = None  # same since the last 100 ms flush (@depth@100ms)
+        self.candles: dict[str, list] = {}  # interval -> current candle
+        self.dirty_klines: set[str] = set()
+        self.minutes: deque[list] = deque()  # closed 1m candles of the last 24 h
+        self.ticker_dirty = False
+        self.last_price = 0
+        self.last_qty = 0
+
+
+class Market:
+    def __init__(self, catalog: Catalog, names: StreamNames, hub: Hub) -> None:
+        self.catalog = catalog
+        self.hub = hub
+        self.symbols: dict[int, SymbolState] = {
+            r.symbol_id: SymbolState(r, names.by_symbol[r.symbol]) for r in catalog.rules
+        }
+        self.orders = OrderTracker(catalog)
+        self.events_applied = 0
+
+    # --- one stream entry ---------------------------------------------------------
+
+    def apply(self, events: list, live: bool) -> None:
+        hub = self.hub
+        now = now_ms()
+        touched: list[SymbolState] = []
+        users = hub.users
+        symbols = self.symbols
+        for i, e in enumerate(events):
+            kind = type(e)
+            if kind is DepthUpdate:
+                st = symbols.get(e.symbol_id)
+                if st is not None:
+                    self._depth(st, e, live, touched)
+            elif kind is TradeEvent:
+                st = symbols.get(e.symbol_id)
+                if st is None:
+                    continue
+                self._trade(st, e, live, now)
+                for user_id, report in self.orders.apply(events, i, now, users):
+                    if live:
+                        hub.publish_user(user_id, report)
+            elif kind in _ORDER_EVENTS:
+                if e.symbol_id in symbols:
+                    for user_id, report in self.orders.apply(events, i, now, users):
+                        if live:
+                            hub.publish_user(user_id, report)
+        self.events_applied += len(events)
+        for st in touched:
+            pend = st.pend
+            st.pend = None
+            if pend is not None and live:
+                hub.publish(st.names.depth, self._depth_message(st, pend, now))
+
+    def _depth(self, st: SymbolState, e: DepthUpdate, live: bool, touched: list) -> None:
+        bids, asks = st.bids, st.asks
+        for price, qty in e.bids:
+            if qty:
+                bids[price] = qty
+            else:
+                bids.pop(price, None)
+        for price, qty in e.asks:
+            if qty:
+                asks[price] = qty
+            else:
+                asks.pop(price, None)
+        st.depth_seq = e.depth_seq
+        if not live:
+            return
+        hub = self.hub
+        names = st.names
+        if hub.has(names.depth):
+            if st.pend is None:
+                st.pend = [e.depth_seq, e.depth_seq, {}, {}]
+                touched.append(st)
+            _merge(st.pend, e)
+        if hub.has(names.depth100):
+            if st.pend100 is None:
+                st.pend100 = [e.depth_seq, e.depth_seq, {}, {}]
+            _merge(st.pend100, e)
+        else:  # nobody listens: a merge must never skip an update it claims to cover
+            st.pend100 = None
+        bid = _best(e.bids, bids, st.best_bid, True)
+        ask = _best(e.asks, asks, st.best_ask, False)
+        if bid != st.best_bid or ask != st.best_ask:
+            st.best_bid, st.best_ask = bid, ask
+            st.ticker_dirty = True
+            if hub.has(names.book_ticker):
+                r = st.rules
+                hub.publish(
+                    names.book_ticker,
+                    orjson.dumps(
+                        {
+                            "u": e.depth_seq,
+                            "s": r.symbol,
+                            "b": r.price(bid[0]),
+                            "B": r.qty(bid[1]),
+                            "a": r.price(ask[0]),
+                            "A": r.qty(ask[1]),
+                        }
+                    ),
+                )
+
+    def refresh_best(self) -> None:
+        """Recompute every best bid/ask from the levels (after catch-up, where it is skipped)."""
+        for st in self.symbols.values():
+            b = max(st.bids) if st.bids else 0
+            a = min(st.asks) if st.asks else 0
+            st.best_bid = (b, st.bids[b]) if b else (0, 0)
+            st.best_ask = (a, st.asks[a]) if a else (0, 0)
+
+    def _depth_message(self, st: SymbolState, pend: list, now: int) -> bytes:
+        r = st.rules
+        return orjson.dumps(
+            {
+                "e": "depthUpdate",
+                "E": now,
+                "s": r.symbol,
+                "U": pend[0],
+                "u": pend[1],
+                "b": [[r.price(p), r.qty(q)] for p, q in sorted(pend[2].items(), reverse=True)],
+                "a": [[r.price(p), r.qty(q)] for p, q in sorted(pend[3].items())],
+            }
+        )
+
+    def _trade(self, st: SymbolState, e: TradeEvent, live: bool, now: int) -> None:
+        price, qty, ts = e.price, e.qty, e.ts
+        st.last_price = price
+        st.last_qty = qty
+        st.ticker_dirty = True
+        names = st.names
+        quote = price * qty
+        for interval, stream in names.klines:
+            c = st.candles.get(interval)
+            if c is None or ts > c[C_CLOSE_T]:
+                if c is not None:
+                    self._close_candle(st, interval, stream, c, live, now)
+                open_t, close_t = period(interval, ts)
+                tid = e.trade_id
+                st.candles[interval] = [open_t, close_t, price, price, price, price, qty, quote, 1, tid, tid]
+            else:
+                if price > c[C_H]:
+                    c[C_H] = price
+                if price < c[C_L]:
+                    c[C_L] = price
+                c[C_C] = price
+                c[C_V] += qty
+                c[C_Q] += quote
+                c[C_N] += 1
+                c[C_LAST] = e.trade_id
+            st.dirty_klines.add(interval)
+        if live and self.hub.has(names.trade):
+            r = st.rules
+            self.hub.publish(
+                names.trade,
+                orjson.dumps(
+                    {
+                        "e": "trade",
+                        "E": now,
+                        "s": r.symbol,
+                        "t": e.trade_id,
+                        "p": r.price(price),
+                        "q": r.qty(qty),
+                        "T": ts,
+                        "m": e.taker_side == _SELL,
+                    }
+                ),
+            )
+
+    def _close_candle(self, st: SymbolState, interval: str, stream: str, c: list, live: bool, now: int) -> None:
+        if interval == "1m":
+            st.minutes.append(c)
+            while st.minutes and st.minutes[0][C_OPEN_T] < c[C_OPEN_T] - DAY:
+                st.minutes.popleft()
+        if live and self.hub.has(stream):
+            self.hub.publish(stream, self._kline_message(st, interval, c, True, now))
+        st.dirty_klines.discard(interval)
+
+    def _kline_message(self, st: SymbolState, interval: str, c: list, closed: bool, now: int) -> bytes:
+        r = st.rules
+        return orjson.dumps(
+            {
+                "e": "kline",
+                "E": now,
+                "s": r.symbol,
+                "k": {
+                    "t": c[C_OPEN_T],
+                    "T": c[C_CLOSE_T],
+                    "s": r.symbol,
+                    "i": interval,
+                    "o": r.price(c[C_O]),
+                    "c": r.price(c[C_C]),
+                    "h": r.price(c[C_H]),
+                    "l": r.price(c[C_L]),
+                    "v": r.qty(c[C_V]),
+                    "n": c[C_N],
+                    "x": closed,
+                    "q": r.quote(c[C_Q]),
+                },
+            }
+        )
+
+    # --- timers ---------------------------------------------------------------------
+
+    def flush_depth100(self) -> None:
+        now = now_ms()
+        for st in self.symbols.values():
+            pend = st.pend100
+            if pend is not None:
+                st.pend100 = None
+                self.hub.publish(st.names.depth100, self._depth_message(st, pend, now))
+
+    def flush_klines(self) -> None:
+        now = now_ms()
+        hub = self.hub
+        for st in self.symbols.values():
+            if not st.candles:
+                continue
+            for interval, stream in st.names.klines:
+                c = st.candles.get(interval)
+                if c is None:
+                    continue
+                if now > c[C_CLOSE_T]:
+                    self._close_candle(st, interval, stream, c, True, now)
+                    del st.candles[interval]
+                elif interval in st.dirty_klines:
+                    st.dirty_klines.discard(interval)
+                    if hub.has(stream):
+                        hub.publish(stream, self._kline_message(st, interval, c, False, now))
+
+    def flush_tickers(self) -> None:
+        now = now_ms()
+        for st in self.symbols.values():
+            if st.ticker_dirty and self.hub.has(st.names.ticker):
+                st.ticker_dirty = False
+                self.hub.publish(st.names.ticker, self._ticker_message(st, now))
+
+    def _ticker_message(self, st: SymbolState, now: int) -> bytes:
+        r = st.rules
+        since = now - DAY
+        window = [c for c in st.minutes if c[C_OPEN_T] >= since - MINUTE + 1]
+        current = st.candles.get("1m")
+        if current is not None:
+            window.append(current)
+        if window:
+            first = window[0]
+            open_price = first[C_O]
+            high = max(c[C_H] for c in window)
+            low = min(c[C_L] for c in window)
+            volume = sum(c[C_V] for c in window)
+            quote = sum(c[C_Q] for c in window)
+            count = sum(c[C_N] for c in window)
+            first_id, last_id = first[C_F], window[-1][C_LAST]
+            last = window[-1][C_C]
+        else:
+            open_price = high = low = last = volume = quote = count = 0
+            first_id = last_id = -1
+        change = last - open_price
+        percent = (abs(change) * 100_000 // open_price) * (1 if change >= 0 else -1) if open_price else 0
+        return orjson.dumps(
+            {
+                "e": "24hrTicker",
+                "E": now,
+                "s": r.symbol,
+                "p": r.price(change) if change >= 0 else "-" + r.price(-change),
+                "P": _percent(percent),
+                "c": r.price(last),
+                "Q": r.qty(st.last_qty if window else 0),
+                "b": r.price(st.best_bid[0]),
+                "B": r.qty(st.best_bid[1]),
+                "a": r.price(st.best_ask[0]),
+                "A": r.qty(st.best_ask[1]),
+                "o": r.price(open_price),
+                "h": r.price(high),
+                "l": r.price(low),
+                "v": r.qty(volume),
+                "q": r.quote(quote),
+                "O": since,
+                "C": now,
+                "F": first_id,
+                "L": last_id,
+                "n": count,
+            }
+        )
+
+
+def _percent(thousandths: int) -> str:
+    """A percentage given in thousandths of a percent, with 3 decimals: -1234 -> "-1.234"."""
+    sign = "-" if thousandths < 0 else ""
+    v = abs(thousandths)
+    return f"{sign}{v // 1000}.{v % 1000:03d}"
+
+
+def _best(changes: tuple, levels: dict[int, int], best: tuple[int, int], bid: bool) -> tuple[int, int]:
+    """The best (price, qty) of a side after ``changes`` (already applied to ``levels``)."""
+    if not changes:
+        return best
+    price0 = best[0]
+    recompute = False
+    for price, qty in changes:
+        if qty:
+            if not price0 or price == price0 or (price > price0 if bid else price < price0):
+                best, price0 = (price, qty), price
+        elif price == price0:
+            recompute = True
+    if not recompute:
+        return best
+    if not levels:
+        return (0, 0)
+    p = max(levels) if bid else min(levels)
+    return (p, levels[p])
+
+
+def _merge(pend: list, e: DepthUpdate) -> None:
+    pend[1] = e.depth_seq
+    b = pend[2]
+    for price, qty in e.bids:
+        b[price] = qty
+    a = pend[3]
+    for price, qty in e.asks:
+        a[price] = qty

@@ -1,0 +1,120 @@
+"""Reading the shard event streams from Redis into the market state.
+
+Each wsfeed process tails every shard stream (``shards.stream.stream_key``)
+on its own, with no consumer group: several processes read the same entries.
+
+- ``catch_up`` runs before the process accepts connections: it notes each
+  stream's last entry id at that moment and reads every entry up to it
+  (``XRANGE`` in chunks), applying them without publishing, so the books,
+  open orders, candles and tickers reflect the whole journal.
+- ``follow`` then blocks on ``XREAD`` for everything after, and applies
+  each entry live (publishing). It resumes from the last entry it applied, so
+  a Redis hiccup (connection lost, Redis restarted with its append-only file)
+  costs clients nothing but delay; entries Redis itself lost show up to clients
+  as a jump in the depth ``U``. It retries with a growing delay (at most
+  ``MAX_RETRY_S``) and logs each failure once per try.
+
+An entry that cannot be decoded or applied is logged and skipped (its depth
+gap becomes visible to clients as a ``U`` jump) rather than crash-looping the
+process on it at every restart. Never writes to Redis.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from redis.exceptions import RedisError
+
+from shards.events import EventCodecError
+from shards.stream import decode_entry, stream_key
+from wsfeed.market import Market
+
+log = logging.getLogger("wsfeed.tail")
+
+CHUNK = 1000  # entries per XRANGE / XREAD
+BLOCK_MS = 1000
+MAX_RETRY_S = 2.0
+
+
+class Tailer:
+    def __init__(self, redis: Any, shards: int, market: Market) -> None:
+        self.redis = redis
+        self.market = market
+        self.keys = [stream_key(i) for i in range(shards)]
+        self.last: dict[str, bytes | str] = {key: "0-0" for key in self.keys}
+        self.entries = 0
+        self.bad_entries = 0
+        self.on_entry: Callable[[], None] | None = None
+
+    def _apply(self, key: str, entry_id: bytes, fields: dict, live: bool) -> None:
+        self.last[key] = entry_id
+        self.entries += 1
+        try:
+            events = decode_entry(fields)
+        except (EventCodecError, KeyError) as exc:
+            self.bad_entries += 1
+            log.error("undecodable entry %s %r skipped: %s", key, entry_id, exc)
+            return
+        try:
+            self.market.apply(events, live)
+        except Exception:  # a bug must not crash-loop the process on the same entry at every restart
+            self.bad_entries += 1
+            log.exception("entry %s %r could not be applied; skipped", key, entry_id)
+
+    async def catch_up(self) -> int:
+        """Apply every entry present now, silently; returns how many."""
+        delay = 0.05
+        while True:
+            try:
+                return await self._catch_up()
+            except (RedisError, OSError) as exc:
+                log.warning("catch-up read failed: %r; retrying in %.2fs", exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, MAX_RETRY_S)
+
+    async def _catch_up(self) -> int:
+        count = 0
+        for key in self.keys:
+            newest = await self.redis.xrevrange(key, count=1)
+            if not newest:
+                continue
+            end = newest[0][0]
+            while True:
+                start = self.last[key]
+                low = "-" if start in ("0-0", b"0-0") else b"(" + _b(start)
+                entries = await self.redis.xrange(key, min=low, max=end, count=CHUNK)
+                for entry_id, fields in entries:
+                    self._apply(key, entry_id, fields, False)
+                count += len(entries)
+                if len(entries) < CHUNK:
+                    break
+        self.market.refresh_best()
+        return count
+
+    async def follow(self, stop: asyncio.Event) -> None:
+        """Apply new entries live until ``stop`` is set."""
+        delay = 0.05
+        while not stop.is_set():
+            try:
+                found = await self.redis.xread(dict(self.last), count=CHUNK, block=BLOCK_MS)
+                delay = 0.05
+            except asyncio.CancelledError:
+                raise
+            except (RedisError, OSError) as exc:
+                log.warning("stream read failed: %r; retrying in %.2fs", exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, MAX_RETRY_S)
+                continue
+            for key, entries in found or ():
+                name = key.decode() if isinstance(key, bytes) else key
+                for entry_id, fields in entries:
+                    self._apply(name, entry_id, fields, True)
+            if found and self.on_entry is not None:
+                self.on_entry()
+
+
+def _b(value: bytes | str) -> bytes:
+    return value if isinstance(value, bytes) else value.encode()
