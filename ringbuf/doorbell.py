@@ -11,7 +11,7 @@ Wait strategies (configuration, per consumer process):
     yield   poll, calling ``sched_yield`` between polls: a core's worth of
             CPU when idle, gives way to other runnable processes.
     block   poll once (optionally spin ``spin_s`` first), then sleep on the
-            doorbell: no CPU while idle, pays a wake-up (~10 us) per sleep.
+            doorbell: no CPU while idle, pays a wake-up (tens of us) per sleep.
     Only ``block`` (and ``AsyncConsumer``) ever set the ``sleeping`` word, so
     producers of a spinning or yielding consumer never make a system call.
 
@@ -48,6 +48,10 @@ microsecond), and c5 never sleeps longer than ``BLOCK_SLICE`` (2 ms) before
 looking at the tails again. So the worst case is a record delayed by 2 ms.
 A spurious wake-up (a bell rung just before c6 cleared the flag) only costs
 one extra pass.
+
+``AsyncConsumer`` runs the same steps; its c5 awaits a future that the event
+loop's reader on the doorbell fd (``loop.add_reader``) or a ``BLOCK_SLICE``
+timer resolves, so the loop serves other tasks meanwhile.
 """
 
 from __future__ import annotations
@@ -56,10 +60,14 @@ import asyncio
 import os
 import select
 import time
+from typing import TYPE_CHECKING
 
 from ringbuf import fence
 from ringbuf.errors import BadRingConfig
 from ringbuf.ring import Ring
+
+if TYPE_CHECKING:
+    import numpy as np
 
 STRATEGIES = ("spin", "yield", "block")
 BLOCK_SLICE = 0.002  # seconds: the longest sleep before looking at the tails again
@@ -134,7 +142,7 @@ class Producer:
             os.eventfd_write(self.doorbell.fd, 1)
         return count
 
-    def send_array(self, arr: object) -> int:
+    def send_array(self, arr: np.ndarray) -> int:
         """``Ring.write_array`` then the doorbell if needed; returns how many were written."""
         count = self._write_array(arr)
         if self._sleeping[0]:

@@ -16,8 +16,8 @@ the slot of position ``p`` is ``p & (capacity - 1)``)::
          0         8  magic     creator, once        attachers
          8         8  version   creator, once        attachers
         16         8  capacity  creator, once        attachers
-        24         8  created   creator, once        attachers (an id of this ring's
-                                                   incarnation: ``created_ns``)
+        24         8  created   creator, once        attachers (``created_ns``: tells
+                                                     this incarnation of a name from others)
        128         8  tail      producer             consumer
        256         8  head      consumer (commit)    producer
        384         8  sleeping  consumer             producer (doorbell)
@@ -54,8 +54,9 @@ Positions::
 
 Publish order::
 
-    producer: 1. copy length and payload into free space (plain stores)
-              2. store tail: ONE aligned 8-byte store
+    producer: 1. copy length and payload into free space (plain stores; a
+                 batch copies all its records first)
+              2. store tail: ONE aligned 8-byte store (once per batch)
     consumer: 1. load tail            2. copy out the records before it
               3. (commit) store head: ONE aligned 8-byte store
     producer: load head before storing into the space it frees
@@ -115,6 +116,7 @@ WRAP = 0xFFFFFFFF
 _PAYLOAD = HEADER_BYTES + 4  # mmap offset of the payload of the record at data offset 0
 _RUN_MIN = 4  # same-size records worth one join (write_batch) or one strided length check (read)
 _RUN_PROBE = 64  # length words checked per strided slice in read
+_RUN_BYTES = 256  # read looks for runs only when at least this much is pending
 MIN_CAPACITY = 64
 MAX_CAPACITY = 1 << 32
 
@@ -163,6 +165,7 @@ class Ring:
         self._creator = creator
         self.name = shm.name
         buf = shm.buf
+        assert buf is not None  # an open SharedMemory always has its buffer
         header = buf[:HEADER_BYTES].cast("Q")
         if header[0] != MAGIC or header[1] != VERSION:
             header.release()
@@ -196,6 +199,7 @@ class Ring:
         """Create the segment ``name`` (fails with FileExistsError if it exists)."""
         _check_capacity(capacity)
         shm = segment.create(name, HEADER_BYTES + capacity)
+        assert shm.buf is not None
         header = shm.buf[:HEADER_BYTES].cast("Q")
         header[2] = capacity
         header[3] = time.time_ns()
@@ -409,7 +413,7 @@ class Ring:
         left = max_records
         # Runs of same-size records: length words checked through one strided slice, payloads
         # copied by one comprehension. A short run (mixed sizes) hands over to the loop below.
-        while left >= _RUN_MIN and cursor < tail:
+        while left >= _RUN_MIN and tail - cursor >= _RUN_BYTES:
             pos = cursor & mask
             n = u32[pos >> 2]
             if n > max_record:

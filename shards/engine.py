@@ -201,7 +201,7 @@ class Engine:
                 self.last_seq = event.seq
                 i += 1
                 continue
-            cmd = command_for_replay(event)
+            cmd: object = command_for_replay(event)
             if cmd is None:
                 raise ReplayError(f"event seq {event.seq} ({type(event).__name__}) does not start a command")
             if isinstance(event, OrderCanceled) and i + 1 < n:

@@ -212,15 +212,14 @@ def command_for_replay(event: Event) -> NewOrder | CancelOrder | AmendOrder | No
     OrderCanceled events of one user and symbol with nothing between them came
     from one CancelAll: ``Engine.replay`` recognises that case.
     """
-    kind = type(event)
-    if kind is OrderAccepted:
+    if isinstance(event, OrderAccepted):
         e = event
         return NewOrder(
             e.symbol_id, e.user_id, e.client_order_id, e.side, e.order_type, e.tif, e.price, e.qty, e.quote_qty,
             e.stp, e.ts,
         )  # fmt: skip
-    if kind is OrderCanceled:
+    if isinstance(event, OrderCanceled):
         return CancelOrder(event.symbol_id, event.user_id, event.order_id, "", event.ts)
-    if kind is OrderAmended:
+    if isinstance(event, OrderAmended):
         return AmendOrder(event.symbol_id, event.user_id, event.order_id, "", event.new_qty, event.ts)
     return None

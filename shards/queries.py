@@ -16,6 +16,7 @@ from shards.protocol import (
     DepthView,
     OrderResult,
     OrdersResult,
+    OrderView,
     QueryBookTicker,
     QueryDepth,
     QueryOpenOrders,
@@ -52,7 +53,7 @@ def open_orders(books: Mapping[int, Book], cmd: QueryOpenOrders) -> Result:
         chosen = [book]
     else:
         chosen = list(books.values())
-    views = []
+    views: list[OrderView] = []
     for book in chosen:
         by_coid = book.users.get(cmd.user_id)
         if by_coid:

@@ -8,7 +8,13 @@ is synchronous.
 A client's path (``Client.send``):
 
 - while its socket keeps up, the frame is written straight to its transport
-  (the same write ``websockets.broadcast`` does: no task switch per message);
+  (as ``websockets.broadcast`` does: no task switch per message). The frame
+  bytes are built once per message for all its clients (``text_frame``)
+  rather than once per client by the protocol object: server frames are not
+  masked, so every client gets the same bytes. Frames are whole and the loop
+  is single-threaded, so they never interleave with the library's own
+  control frames (pong, close), which it writes whole as well; nothing is
+  written once the connection has left the OPEN state;
 - once the transport's buffer passes the connection's high-water mark
   (``write_limit``; websockets then marks the connection ``paused``), further
   messages go to the client's bounded queue and its writer task waits for the
@@ -27,6 +33,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import struct
 from collections import deque
 
 from websockets.asyncio.server import ServerConnection
@@ -37,6 +44,21 @@ log = logging.getLogger("wsfeed.hub")
 SLOW_CODE = 1008
 SLOW_REASON = "slow consumer"
 _OPEN = State.OPEN
+
+
+def text_frame(data: bytes) -> bytes:
+    """A whole unmasked, unfragmented server text frame (RFC 6455 section 5.2) holding ``data`` (UTF-8)."""
+    n = len(data)
+    if n < 126:
+        return _HEAD_SMALL[n] + data
+    if n < 65536:
+        return b"\x81\x7e" + _U16.pack(n) + data
+    return b"\x81\x7f" + _U64.pack(n) + data
+
+
+_HEAD_SMALL = [bytes((0x81, n)) for n in range(126)]
+_U16 = struct.Struct("!H")
+_U64 = struct.Struct("!Q")
 
 
 class Client:
@@ -67,12 +89,16 @@ class Client:
         self.writer = asyncio.get_running_loop().create_task(self._write_loop())
 
     def send(self, data: bytes) -> None:
-        """Queue or write one text message; never blocks, never raises."""
+        """Queue or write one text message (JSON bytes); never blocks, never raises."""
+        self.send_frame(text_frame(data))
+
+    def send_frame(self, frame: bytes) -> None:
+        """Queue or write one complete frame (``text_frame``); never blocks, never raises."""
         if self.closed:
             return
         if self.blocked:
             queue = self.queue
-            queue.append(data)
+            queue.append(frame)
             if len(queue) > self.max_queue:
                 self.fail_slow()
             return
@@ -80,8 +106,7 @@ class Client:
         try:
             if self.protocol.state is not _OPEN:
                 return
-            self.protocol.send_text(data)
-            ws.send_data()
+            ws.transport.write(frame)
         except Exception as exc:  # a broken transport: the handler sees the close
             log.debug("write failed: %r", exc)
             self.closed = True
@@ -129,9 +154,9 @@ class Client:
                 if self.closed or protocol.state is not _OPEN:
                     return
                 try:
-                    while queue:
-                        protocol.send_text(queue.popleft())
-                    ws.send_data()
+                    frames = b"".join(queue)
+                    queue.clear()
+                    ws.transport.write(frames)
                 except Exception as exc:
                     log.debug("write failed: %r", exc)
                     self.closed = True
@@ -198,14 +223,16 @@ class Hub:
         clients = self.subs.get(stream)
         if not clients:
             return
-        wrapped = None
+        frame = wrapped = None
         for client in clients:
             if client.combined:
                 if wrapped is None:
-                    wrapped = b'{"stream":"%s","data":%s}' % (stream.encode(), data)
-                client.send(wrapped)
+                    wrapped = text_frame(b'{"stream":"%s","data":%s}' % (stream.encode(), data))
+                client.send_frame(wrapped)
             else:
-                client.send(data)
+                if frame is None:
+                    frame = text_frame(data)
+                client.send_frame(frame)
         self.delivered += len(clients)
 
     def publish_user(self, user_id: int, data: bytes) -> None:

@@ -59,8 +59,9 @@ async def serve_feed(config: Config, ctx: ProcessContext, index: int, stop: asyn
     catalog = Catalog.from_config(config)
     names = StreamNames(s.symbol for s in config.symbols)
     market = Market(catalog, names, hub)
-    tailer = Tailer(redis, config.engine.shards, market)
+    tailer = Tailer(redis, config.engine.shards, market, config)
     server = Server(hub, names, redis)
+    tailer.load_snapshots()
     replayed = await tailer.catch_up()
     log_event("wsfeed_caught_up", index=index, entries=replayed, events=market.events_applied)
     if ctx.ws_listen_fd >= 0:

@@ -26,10 +26,13 @@ from __future__ import annotations
 
 import time
 from collections import deque
+from collections.abc import Iterable
+from typing import Any
 
 import orjson
 
 from ingress.symbols import Catalog, SymbolRules
+from shards.book import L_QTY, O_COID, O_EXEC, O_OPEN, O_ORIG, O_PRICE, O_QUOTE, O_SIDE, O_TIF, O_TIME, O_TYPE, O_USER
 from shards.protocol import DepthUpdate, OrderAccepted, OrderAmended, OrderCanceled, OrderExpired, TradeEvent
 from wsfeed.hub import Hub
 from wsfeed.klines import DAY, MINUTE, period
@@ -162,6 +165,24 @@ class Market:
                         }
                     ),
                 )
+
+    def load_engine(self, engine: Any, symbol_ids: Iterable[int]) -> None:
+        """Take books, depth sequences and open orders from an engine restored from a shard snapshot."""
+        tracker = self.orders.orders
+        for sid in symbol_ids:
+            st = self.symbols.get(sid)
+            if st is None:
+                continue
+            book = engine.book(sid)
+            st.bids = {p: level[L_QTY] for p, level in book.bids.items() if level[L_QTY] > 0}
+            st.asks = {p: level[L_QTY] for p, level in book.asks.items() if level[L_QTY] > 0}
+            st.depth_seq = book.depth_seq
+            for oid, o in book.orders.items():
+                if o[O_OPEN] > 0:
+                    tracker[(sid, oid)] = [
+                        o[O_USER], o[O_COID], o[O_SIDE], o[O_TYPE], o[O_TIF], o[O_PRICE], o[O_ORIG], 0, o[O_EXEC],
+                        o[O_QUOTE], o[O_TIME],
+                    ]  # fmt: skip
 
     def refresh_best(self) -> None:
         """Recompute every best bid/ask from the levels (after catch-up, where it is skipped)."""

@@ -3,10 +3,13 @@
 Each wsfeed process tails every shard stream (``shards.stream.stream_key``)
 on its own, with no consumer group: several processes read the same entries.
 
-- ``catch_up`` runs before the process accepts connections: it notes each
-  stream's last entry id at that moment and reads every entry up to it
-  (``XRANGE`` in chunks), applying them without publishing, so the books,
-  open orders, candles and tickers reflect the whole journal.
+- ``catch_up`` runs before the process accepts connections: it starts each
+  shard from its latest snapshot file (``shards.recovery``: books, depth
+  sequences and open orders; the stream is trimmed only below it), notes each
+  stream's last entry id at that moment and reads every entry after the
+  snapshot up to it (``XRANGE`` in chunks), applying them without publishing,
+  so books and open orders are exact. Candles and tickers only see the trades
+  still in the stream.
 - ``follow`` then blocks on ``XREAD`` for everything after, and applies
   each entry live (publishing). It resumes from the last entry it applied, so
   a Redis hiccup (connection lost, Redis restarted with its append-only file)
@@ -28,7 +31,10 @@ from typing import Any
 
 from redis.exceptions import RedisError
 
+from deploy.config import Config
+from shards.engine import Engine
 from shards.events import EventCodecError
+from shards.recovery import read_snapshot, snapshot_path
 from shards.stream import decode_entry, stream_key
 from wsfeed.market import Market
 
@@ -40,11 +46,13 @@ MAX_RETRY_S = 2.0
 
 
 class Tailer:
-    def __init__(self, redis: Any, shards: int, market: Market) -> None:
+    def __init__(self, redis: Any, shards: int, market: Market, config: Config | None = None) -> None:
         self.redis = redis
         self.market = market
+        self.config = config
         self.keys = [stream_key(i) for i in range(shards)]
         self.last: dict[str, bytes | str] = {key: "0-0" for key in self.keys}
+        self.skip_seq: dict[str, int] = {key: 0 for key in self.keys}  # events up to here came from a snapshot
         self.entries = 0
         self.bad_entries = 0
         self.on_entry: Callable[[], None] | None = None
@@ -54,6 +62,9 @@ class Tailer:
         self.entries += 1
         try:
             events = decode_entry(fields)
+            skip = self.skip_seq[key]
+            if skip and events and events[0].seq <= skip:
+                events = [e for e in events if e.seq > skip]
         except (EventCodecError, KeyError) as exc:
             self.bad_entries += 1
             log.error("undecodable entry %s %r skipped: %s", key, entry_id, exc)
@@ -74,6 +85,26 @@ class Tailer:
                 log.warning("catch-up read failed: %r; retrying in %.2fs", exc, delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, MAX_RETRY_S)
+
+    def load_snapshots(self) -> None:
+        """Start each shard from its latest snapshot file, when there is one (the stream may be trimmed below it)."""
+        if self.config is None:
+            return
+        for shard, key in enumerate(self.keys):
+            path = snapshot_path(self.config.data_dir, shard)
+            try:
+                snap = read_snapshot(path)
+                if snap is None:
+                    continue
+                symbols = self.config.symbols_of_shard(shard)
+                engine = Engine.restore(snap.engine_bytes, [s.spec() for s in symbols])
+            except Exception as exc:  # unreadable: fall back to the whole stream
+                log.warning("snapshot %s not used: %r", path, exc)
+                continue
+            self.market.load_engine(engine, [s.symbol_id for s in symbols])
+            self.last[key] = snap.stream_id
+            self.skip_seq[key] = snap.last_seq
+            log.info("shard %d starts from snapshot at seq %d, stream id %r", shard, snap.last_seq, snap.stream_id)
 
     async def _catch_up(self) -> int:
         count = 0

@@ -61,12 +61,14 @@ def test_write_array_writes_the_prefix_that_fits_and_wraps_behind_a_marker(ring:
 
     written = ring.write_array(orders(0, 30))
 
-    # 8 records to 504, 8 bytes skipped, then 12 more from slot 0 up to the committed head (312)
-    assert written == 8 + 12
+    # 8 records up to 504, 8 bytes skipped, then 13 from slot 0 up to the committed head (312)
+    assert written == 8 + 13
+    assert ring.free_bytes() == 0
     assert ring._u32[504 >> 2] == WRAP
     first = ring.read_array(ORDER)  # stops at the end of the data area
     second = ring.read_array(ORDER)
-    assert np.array_equal(np.concatenate([first, second]), orders(0, 20))
+    assert (len(first), len(second)) == (8, 13)
+    assert np.array_equal(np.concatenate([first, second]), orders(0, 21))
 
 
 def test_read_array_stops_before_a_record_of_another_size(ring: Ring) -> None:

@@ -14,7 +14,7 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, ru
 from ringbuf import RecordTooLarge, Ring, WrongRecordSize
 from ringbuf.ring import slot_size
 
-CAPACITY = 256
+CAPACITY = 512
 
 
 class RingModel(RuleBasedStateMachine):
@@ -42,7 +42,7 @@ class RingModel(RuleBasedStateMachine):
         need = size + (CAPACITY - pos if pos + size > CAPACITY else 0)
         return tail + need - head <= CAPACITY, tail + need
 
-    @rule(n=st.integers(0, 130))
+    @rule(n=st.integers(0, 260))
     def write(self, n: int) -> None:
         record = self._record(n)
         tail, head = self.ring.positions()
@@ -82,6 +82,11 @@ class RingModel(RuleBasedStateMachine):
         self.accepted.extend(records[:count])
         assert self.ring.positions()[0] == tail
 
+    @rule(n=st.integers(0, 40), k=st.integers(0, 40))
+    def write_same_size_batch(self, n: int, k: int) -> None:
+        """Batches of equal records take the one-join path of ``write_batch``."""
+        self.write_batch([n] * k)
+
     @rule(n=st.sampled_from([8, 20]), k=st.integers(0, 12))
     def write_array(self, n: int, k: int) -> None:
         records = [self._record(n) for _ in range(k)]
@@ -95,7 +100,7 @@ class RingModel(RuleBasedStateMachine):
         if count < k:  # refused only for want of room
             assert not self._fits(tail, head, n)[0]
 
-    @rule(k=st.integers(1, 20))
+    @rule(k=st.integers(1, 80))
     def read(self, k: int) -> None:
         got = self.ring.read(k)
 
