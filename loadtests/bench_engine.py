@@ -17,6 +17,12 @@ setup, then ``gc.disable()``: what a shard process does) and on (defaults).
 The same commands also drive a bare heaps+deques book (no order types, no
 events, no results) in the same run, for the ratio.
 
+Throughput is commands per second of this process's CPU time
+(``time.process_time``): the development machine has two cores shared with
+other work, and CPU time does not count the moments another process had the
+core. Latency is wall time per command (``perf_counter_ns``, clock cost
+subtracted), so preemption shows in its tail.
+
 Usage: ``python loadtests/bench_engine.py [--quick] [--ops N] [--profile]``.
 The last stdout line is one JSON object with the figures.
 """
@@ -169,12 +175,12 @@ def run_engine(snapshot: bytes, commands: list[object], drain: str = "encoded") 
     apply = engine.apply
     take = engine.take_encoded if drain == "encoded" else engine.take_events
     drained = 0
-    start = time.perf_counter()
+    start = time.process_time()
     for i in range(0, len(commands), BATCH):
         for cmd in commands[i : i + BATCH]:
             apply(cmd)
         drained += len(take())
-    return time.perf_counter() - start, drained
+    return time.process_time() - start, drained
 
 
 def run_latency(snapshot: bytes, commands: list[object]) -> list[int]:
@@ -274,10 +280,10 @@ def run_bare(engine_snapshot: bytes, commands: list[object]) -> float:
             qty = cmd.qty or max(1, cmd.quote_qty // max(1, cmd.price or 1_000_000))
             ops.append((bare.add, (next_id, cmd.side, price, qty, cmd.order_type != MARKET and cmd.tif == GTC)))
             next_id += 1
-    start = time.perf_counter()
+    start = time.process_time()
     for fn, args in ops:
         fn(*args)
-    return time.perf_counter() - start
+    return time.process_time() - start
 
 
 def percentile(sorted_values: list[int], q: float) -> int:

@@ -25,7 +25,7 @@ during the measuring window. Both servers run with uvloop when present and
 compression off.
 
 Usage: ``python loadtests/bench_ws.py [--quick] [--duration S] [--client-procs N]``.
-``--quick`` (< 30 s): 1.5 s windows after 1 s + 1 s per 500 subscribers to connect.
+``--quick`` (< 30 s): 1.5 s windows after 0.7 s + 1 s per 700 subscribers to connect.
 The last stdout line is one JSON object.
 """
 
@@ -297,7 +297,7 @@ def main() -> int:
         )  # fmt: skip
         wait_port(port, feed, "wsfeed")
         for name, subs, rate in SETTINGS:
-            settle = (1.0 if args.quick else 3.0) + subs / 500  # time to connect every subscriber
+            settle = (0.7 if args.quick else 3.0) + subs / 700  # time to connect every subscriber
             # bare
             bare_port = free_port()
             source = [redis_server.url] if args.bare_source == "redis" else []

@@ -159,6 +159,14 @@ class Batch:
     def order_rows(self) -> list[tuple]:
         return [tuple(s) for s in self.orders.values()]
 
+    def split_order_rows(self) -> tuple[list[tuple], list[tuple]]:
+        """(orders this batch created: plain inserts, orders that existed before it: updates)."""
+        known = self.known
+        created, changed = [], []
+        for key, s in self.orders.items():
+            (changed if key in known else created).append(tuple(s))
+        return created, changed
+
     def merge_into(self, cache: dict[OrderKey, list]) -> None:
         """After commit: keep open orders in ``cache``, drop finished ones."""
         for key, s in self.orders.items():

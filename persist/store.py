@@ -5,7 +5,8 @@ Owns: the SQL persist runs. A batch is written as::
     BEGIN
     SELECT last_seq FROM persist_progress WHERE shard = $1 FOR UPDATE   -- must equal what the batch follows
     COPY trades, COPY order_history                  (binary COPY)
-    COPY orders_stage; INSERT INTO orders SELECT * FROM orders_stage ON CONFLICT DO UPDATE
+    COPY orders (the orders the batch created)
+    COPY orders_stage; UPDATE orders FROM orders_stage (orders that existed before the batch)
     UPDATE persist_progress SET last_seq = <batch's last seq>
     COMMIT
 
@@ -22,10 +23,10 @@ import asyncpg
 from persist.rows import HISTORY_COLUMNS, ORDER_COLUMNS, TRADE_COLUMNS, Batch, OrderKey
 
 _STAGE = "CREATE TEMPORARY TABLE IF NOT EXISTS orders_stage (LIKE orders) ON COMMIT DELETE ROWS"
-_UPSERT = (
-    "INSERT INTO orders SELECT * FROM orders_stage ON CONFLICT (symbol_id, order_id) DO UPDATE SET "
-    + ", ".join(f"{c} = EXCLUDED.{c}" for c in ORDER_COLUMNS[2:])
-    + " WHERE orders.last_seq < EXCLUDED.last_seq"
+_UPDATE = (
+    "UPDATE orders o SET "
+    + ", ".join(f"{c} = s.{c}" for c in ORDER_COLUMNS[2:])
+    + " FROM orders_stage s WHERE o.symbol_id = s.symbol_id AND o.order_id = s.order_id"
 )
 _LOAD = (
     f"SELECT {', '.join(ORDER_COLUMNS)} FROM orders o"
@@ -75,10 +76,12 @@ async def write_batch(conn: asyncpg.Connection, batch: Batch, after_seq: int) ->
             await conn.copy_records_to_table("trades", records=batch.trades, columns=TRADE_COLUMNS)
         if batch.history:
             await conn.copy_records_to_table("order_history", records=batch.history, columns=HISTORY_COLUMNS)
-        rows = batch.order_rows()
-        if rows:
-            await conn.copy_records_to_table("orders_stage", records=rows, columns=ORDER_COLUMNS)
-            await conn.execute(_UPSERT)
+        created, changed = batch.split_order_rows()
+        if created:
+            await conn.copy_records_to_table("orders", records=created, columns=ORDER_COLUMNS)
+        if changed:
+            await conn.copy_records_to_table("orders_stage", records=changed, columns=ORDER_COLUMNS)
+            await conn.execute(_UPDATE)
         await conn.execute(
             "UPDATE persist_progress SET last_seq = $2, updated_at = now() WHERE shard = $1",
             batch.shard,

@@ -50,6 +50,7 @@ _EXPIRED = struct.Struct(_HEAD + "qqqB")
 _REJECTED = struct.Struct(_HEAD + "qiH")
 _DEPTH = struct.Struct(_HEAD + "qII")
 _DEPTH_ONE = struct.Struct(_HEAD + "qIIqq")
+_new = tuple.__new__  # builds a NamedTuple from a tuple without running its Python __new__
 _U16 = struct.Struct("<H")
 
 # Bound packers: the engine writes each event's bytes as it happens (type code first, then the event's fields,
@@ -154,14 +155,14 @@ def decode_events(data: bytes) -> list[Event]:
         while pos < end:
             kind = data[pos]
             if kind == T_TRADE:
-                add(TradeEvent(*_TRADE.unpack_from(data, pos)[1:]))
+                add(_new(TradeEvent, _TRADE.unpack_from(data, pos)[1:]))
                 pos += _TRADE.size
             elif kind == T_ACCEPTED:
                 f = _ACCEPTED.unpack_from(data, pos)
                 pos += _ACCEPTED.size
                 coid = _take_text(view, pos, f[13], end)
                 pos += f[13]
-                add(OrderAccepted(f[1], f[2], f[3], f[4], f[5], coid, f[6], f[7], f[8], f[9], f[10], f[11], f[12]))
+                add(_new(OrderAccepted, (*f[1:6], coid, *f[6:13])))
             elif kind == T_DEPTH:
                 _, seq, ts, symbol_id, depth_seq, n_bids, n_asks = _DEPTH.unpack_from(data, pos)
                 pos += _DEPTH.size
@@ -170,16 +171,16 @@ def decode_events(data: bytes) -> list[Event]:
                     raise EventCodecError(f"depth update at byte {pos} runs past the end ({end})")
                 flat = struct.unpack_from(f"<{n}q", data, pos)
                 pos += 8 * n
-                pairs = tuple(zip(flat[0::2], flat[1::2], strict=True))
-                add(DepthUpdate(seq, ts, symbol_id, depth_seq, pairs[:n_bids], pairs[n_bids:]))
+                pairs = tuple(zip(flat[0::2], flat[1::2], strict=True)) if n != 2 else (flat,)
+                add(_new(DepthUpdate, (seq, ts, symbol_id, depth_seq, pairs[:n_bids], pairs[n_bids:])))
             elif kind == T_CANCELED:
-                add(OrderCanceled(*_CANCELED.unpack_from(data, pos)[1:]))
+                add(_new(OrderCanceled, _CANCELED.unpack_from(data, pos)[1:]))
                 pos += _CANCELED.size
             elif kind == T_EXPIRED:
-                add(OrderExpired(*_EXPIRED.unpack_from(data, pos)[1:]))
+                add(_new(OrderExpired, _EXPIRED.unpack_from(data, pos)[1:]))
                 pos += _EXPIRED.size
             elif kind == T_AMENDED:
-                add(OrderAmended(*_AMENDED.unpack_from(data, pos)[1:]))
+                add(_new(OrderAmended, _AMENDED.unpack_from(data, pos)[1:]))
                 pos += _AMENDED.size
             elif kind == T_REJECTED:
                 _, seq, ts, symbol_id, user_id, code, coid_len = _REJECTED.unpack_from(data, pos)

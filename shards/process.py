@@ -13,9 +13,16 @@ One loop turn (a batch)::
     read up to batch_max records from every command ring
     decode each; stamp ts (ms, one clock read per batch) on state-changing commands
     engine.apply(cmd) -> result   (Ping -> Pong without the engine)
-    events = engine.take_events(); event_sink.append(events)      <- group commit seam
+    while commands keep arriving: read more (up to batch_max, at most flush_us longer)
+    journal.append_encoded(engine.take_encoded())  <- group commit: one XADD, back when Redis has it
     send every answer (a full answer ring is retried, never dropped)
     commit the command rings (a restarted shard re-reads only what it never answered)
+    every snapshot_interval_s (between batches): a snapshot (``shards/recovery.py``)
+
+Start: ``shards.recovery.recover`` restores the latest snapshot, replays the
+stream after it and places the command rings' cursors after what the journal
+holds, so each ring record is applied exactly once; a clean stop writes a
+final snapshot.
 
 A command that cannot be decoded, or whose ``apply`` raises, is answered with
 ``Rejected(-1000, ...)`` (status unknown) and logged, so no request waits for
@@ -39,8 +46,10 @@ import gc
 import os
 import signal
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
+
+import redis
 
 from deploy.config import Config
 from deploy.log import log_event, set_process_name
@@ -48,7 +57,9 @@ from deploy.topology import ProcessContext
 from ringbuf.doorbell import Consumer, Doorbell, Producer
 from ringbuf.ring import Ring
 from shards.engine import Engine
+from shards.journal import RedisJournal
 from shards.protocol import STATE_CHANGING, Event, Rejected
+from shards.recovery import Snapshotter, recover
 from shards.wire import (
     INTERNAL_ERROR,
     Ping,
@@ -86,6 +97,9 @@ class NullEventSink:
     def append(self, events: list[Event]) -> None:
         """Drop ``events`` (no durability yet; see the class docstring)."""
 
+    def append_encoded(self, data: bytes, last_seq: int) -> None:
+        """Drop the encoded events of a batch."""
+
     def close(self) -> None:
         """Nothing to flush."""
 
@@ -101,7 +115,9 @@ class ShardLoop:
         answers: Sequence[Producer],
         consumer: Consumer,
         batch_max: int,
-        sink: NullEventSink | None = None,
+        sink: NullEventSink | RedisJournal | None = None,
+        flush_us: int = 0,
+        on_idle: Callable[[], None] | None = None,
     ) -> None:
         if len(command_rings) != len(answers):
             raise ValueError(f"{len(command_rings)} command rings but {len(answers)} answer rings")
@@ -112,6 +128,8 @@ class ShardLoop:
         self.consumer = consumer
         self.batch_max = batch_max
         self.sink = sink if sink is not None else NullEventSink()
+        self.flush_s = flush_us / 1e6  # longest extra gathering of a batch while commands keep arriving
+        self.on_idle = on_idle  # called every loop turn (snapshots)
         self.stopping = False
         self.commands = 0  # applied since start
         self.batches = 0  # loop turns that applied at least one command
@@ -123,9 +141,12 @@ class ShardLoop:
         """Loop until ``stopping``; then drain what is in the rings and return."""
         wait = self.consumer.wait
         step = self.step
+        on_idle = self.on_idle
         while not self.stopping:
             if wait(WAIT_SLICE_S):
                 step()
+            if on_idle is not None:
+                on_idle()
         while step():
             pass
 
@@ -135,36 +156,44 @@ class ShardLoop:
         apply = self.engine.apply
         pong = self._pong
         stamped = _STAMPED
-        outgoing: list[list[bytes]] = []
-        readers: list[Ring] = []
+        outgoing: list[list[bytes]] = [[] for _ in self.command_rings]
+        readers: set[Ring] = set()
         total = 0
-        for ring in self.command_rings:
-            records = ring.read(self.batch_max)
-            answers: list[bytes] = []
-            outgoing.append(answers)
-            if not records:
-                continue
-            readers.append(ring)
-            total += len(records)
-            for record in records:
-                try:
-                    rid, cmd = decode_command(record)
-                    cls = type(cmd)
-                    result: object
-                    if cls in stamped:
-                        result = apply(_stamped(cmd, now))
-                    elif cls is Ping:
-                        result = pong
-                    else:
-                        result = apply(cmd)
-                    answers.append(encode_answer(rid, result))
-                except Exception as exc:  # noqa: BLE001 - a bug must answer, not hang its caller
-                    answers.append(self._internal_error(record, exc))
+        deadline = 0.0
+        while True:  # group commit: gather more while commands keep arriving, up to batch_max and flush_us
+            got = 0
+            for ring, answers in zip(self.command_rings, outgoing, strict=True):
+                records = ring.read(self.batch_max)
+                if not records:
+                    continue
+                readers.add(ring)
+                got += len(records)
+                for record in records:
+                    try:
+                        rid, cmd = decode_command(record)
+                        cls = type(cmd)
+                        result: object
+                        if cls in stamped:
+                            result = apply(_stamped(cmd, now))
+                        elif cls is Ping:
+                            result = pong
+                        else:
+                            result = apply(cmd)
+                        answers.append(encode_answer(rid, result))
+                    except Exception as exc:  # noqa: BLE001 - a bug must answer, not hang its caller
+                        answers.append(self._internal_error(record, exc))
+            total += got
+            if not got or total >= self.batch_max or not self.flush_s:
+                break
+            if not deadline:
+                deadline = time.perf_counter() + self.flush_s
+            elif time.perf_counter() >= deadline:
+                break
         if not total:
             return 0
         self.commands += total
         self.batches += 1
-        self.sink.append(self.engine.take_events())
+        self.sink.append_encoded(self.engine.take_encoded(), self.engine.last_seq)
         for producer, answers in zip(self.answers, outgoing, strict=True):
             if answers:
                 self._send(producer, answers)
@@ -204,13 +233,46 @@ class ShardLoop:
                 return
 
 
+def _durability(
+    config: Config, index: int, specs: list, command_rings: list[Ring]
+) -> tuple[Engine, NullEventSink | RedisJournal, Snapshotter | None]:
+    """Recover the engine (snapshot + stream, ring cursors placed) and build the journal and snapshotter.
+
+    Without a Redis URL (tests of the loop alone) the engine starts empty and events are dropped.
+    """
+    if not config.redis.url:
+        log_event("shard_not_durable", "warning", shard=index, reason="redis.url is empty: events are dropped")
+        return Engine(specs), NullEventSink(), None
+    client = redis.Redis.from_url(config.redis.url, socket_timeout=30)
+    try:
+        started = time.monotonic()
+        rec = recover(client, config.data_dir, index, specs, command_rings)
+    finally:
+        client.close()
+    journal = RedisJournal(config.redis.url, index, command_rings, last_seq=rec.engine.last_seq)
+    journal.last_id = rec.stream_id
+    snapshots = Snapshotter(
+        config.data_dir, index, rec.engine, journal, command_rings, config.engine.snapshot_interval_s
+    )
+    log_event(
+        "shard_recovered",
+        shard=index,
+        seq=rec.engine.last_seq,
+        entries=rec.entries,
+        events=rec.events,
+        skipped_bytes=",".join(map(str, rec.skipped_records)) or "-",
+        us=int((time.monotonic() - started) * 1e6),
+    )
+    return rec.engine, journal, snapshots
+
+
 def run(config: Config, ctx: ProcessContext, index: int) -> None:
     """The shard process: attach rings, build the engine, loop until SIGTERM/SIGINT, exit cleanly."""
     set_process_name(f"shard.{index}")
     topology = ctx.topology
     symbols = config.symbols_of_shard(index)
     names = ",".join(s.symbol for s in symbols)
-    engine = Engine([s.spec() for s in symbols])
+    specs = [s.spec() for s in symbols]
     workers = range(topology.ingress_workers)
     command_rings = [Ring.attach(topology.command_ring(w, index)) for w in workers]
     answer_rings = [Ring.attach(topology.answer_ring(index, w)) for w in workers]
@@ -218,7 +280,11 @@ def run(config: Config, ctx: ProcessContext, index: int) -> None:
     consumer = Consumer(
         command_rings, Doorbell.from_fd(ctx.doorbell_fds[f"shard.{index}"]), config.engine.wait_strategy
     )
-    loop = ShardLoop(index, engine, command_rings, answers, consumer, config.engine.batch_max)
+    engine, sink, snapshots = _durability(config, index, specs, command_rings)
+    loop = ShardLoop(
+        index, engine, command_rings, answers, consumer, config.engine.batch_max, sink, config.engine.flush_us,
+        snapshots.maybe if snapshots is not None else None,
+    )  # fmt: skip
 
     def on_signal(signum: int, frame: object) -> None:
         loop.stopping = True
@@ -239,6 +305,8 @@ def run(config: Config, ctx: ProcessContext, index: int) -> None:
     )
     try:
         loop.run()
+        if snapshots is not None:
+            snapshots.write()  # clean stop: the next start replays nothing
     finally:
         loop.sink.close()
         for ring in command_rings + answer_rings:

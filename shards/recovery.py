@@ -274,5 +274,5 @@ class Snapshotter:
             stream_id=snap.stream_id.decode(),
             bytes=len(snap.engine_bytes),
             trim_floor=floor.decode() if floor else "-",
-            ms=round((time.monotonic() - started) * 1000, 1),
+            us=int((time.monotonic() - started) * 1e6),
         )

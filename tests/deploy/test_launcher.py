@@ -137,8 +137,8 @@ def test_a_missing_role_module_fails_at_once_without_starting_anything(services,
     data_dir = tmp_path / "data"
     config = tmp_path / "c.toml"
     config.write_text(
-        to_toml({"data_dir": str(data_dir), "rest": {"port": 0}, "postgres": {"url": services.database_url},
-                 "redis": {"url": services.redis_url}})
+        to_toml({"data_dir": str(data_dir), "rest": {"port": 0}, "wsfeed": {"port": 0},
+                 "postgres": {"url": services.database_url}, "redis": {"url": services.redis_url}})
     )  # fmt: skip
     roles = {"ingress": "no_such_role_module", "shard": "role_sleeper"}
 
@@ -154,8 +154,9 @@ def test_a_killed_launcher_takes_its_children_along_and_the_folder_can_be_reused
     data_dir = tmp_path / "data"
     config = tmp_path / "c.toml"
     config.write_text(
-        to_toml({"data_dir": str(data_dir), "rest": {"port": 0, "workers": 1}, "engine": {"shards": 1},
-                 "postgres": {"url": services.database_url}, "redis": {"url": services.redis_url}})
+        to_toml({"data_dir": str(data_dir), "rest": {"port": 0, "workers": 1}, "wsfeed": {"port": 0},
+                 "engine": {"shards": 1}, "postgres": {"url": services.database_url},
+                 "redis": {"url": services.redis_url}})
     )  # fmt: skip
     log = tmp_path / "first.log"
     first = launch(config, launcher_env(SLEEPERS), log)

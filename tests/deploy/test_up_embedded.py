@@ -62,7 +62,8 @@ def test_up_without_urls_runs_embedded_servers_whose_data_survives_a_restart(pri
     tmp_path = private_tmp
     data_dir = tmp_path / "var"
     config = tmp_path / "c.toml"
-    config.write_text(to_toml({"data_dir": str(data_dir), "rest": {"port": 0, "workers": 1}, "engine": {"shards": 1}}))
+    ports = {"rest": {"port": 0, "workers": 1}, "wsfeed": {"port": 0}}
+    config.write_text(to_toml({"data_dir": str(data_dir), **ports, "engine": {"shards": 1}}))
     seen: dict[str, object] = {}
 
     def write(database_url: str, redis_url: str) -> None:
