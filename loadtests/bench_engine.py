@@ -119,10 +119,11 @@ class FlowGenerator:
     def marketable_order(self) -> NewOrder:
         bid, ask = self._touch()
         side = BUY if self.rng.random() < 0.5 else SELL
-        n = len(self.book.orders)
-        draws = self.rng.randint(1, 4 if n > self.target else 2)
-        qty = sum(self._size() for _ in range(draws))
-        through = self.rng.randint(0, 3)
+        # Steering: above the target size takers grow and reach deeper, below it they shrink, so the book stays
+        # near ``target`` resting orders (fills must take ~0.35 makers per command to balance 60% adds).
+        pressure = max(0.25, min(8.0, (len(self.book.orders) / self.target) ** 6))
+        qty = max(1, int(sum(self._size() for _ in range(self.rng.randint(1, 3))) * pressure))
+        through = self.rng.randint(0, 3) + int(2 * pressure)
         r = self.rng.random()
         if r < 0.05:
             return self._new(side, MARKET, GTC, 0, qty)
@@ -299,9 +300,9 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=20240601)
     parser.add_argument("--profile", action="store_true", help="print a cProfile of one GC-off run")
     args = parser.parse_args()
-    ops = args.ops or (200_000 if args.quick else 1_000_000)
-    resting = args.resting or (30_000 if args.quick else 50_000)
-    repeat = args.repeat or (2 if args.quick else 3)
+    ops = args.ops or (60_000 if args.quick else 1_000_000)
+    resting = args.resting or (20_000 if args.quick else 50_000)
+    repeat = args.repeat or (1 if args.quick else 3)
 
     t0 = time.perf_counter()
     gen = FlowGenerator(args.seed, resting)

@@ -15,16 +15,20 @@ relay the same synthetic Redis stream instead (XREAD, decode, broadcast), so
 that the ratio isolates wsfeed's own layer from the Redis hop and the
 producer's CPU (on a 2-core box those tip saturated clients into backlog).
 
-Delay: from the trade's creation to its receipt by the client, p50/p99. The
-engine's trade time ``T`` has millisecond resolution, so both servers carry
-the creation time in microseconds in the trade id ``t`` (synthetic trades:
-ids are free), and clients subtract it from their receipt clock (one host, one
-clock). Subscribers are spread over ``--client-procs`` processes (asyncio,
-uvloop when present); deliveries/s counts messages received by all clients
-during the measuring window. Both servers run with uvloop when present and
+Delay: from the moment the trade was due on the pacing schedule to its
+receipt by the client, p50/p99 (a producer or bare server that falls behind
+its schedule pays for it: no coordinated omission). The engine's trade time
+``T`` has millisecond resolution, so both servers carry that moment in
+microseconds in the trade id ``t`` (synthetic trades: ids are free), and
+clients subtract it from their receipt clock (one host, one clock).
+Subscribers are spread over ``--client-procs`` processes (asyncio, uvloop
+when present); deliveries/s counts messages received by all clients during
+the measuring window, and each server's CPU time per delivery in that window
+is printed too (the steadiest figure on a busy 2-core box, where the clients
+are the limit). Both servers run with uvloop when present and
 compression off.
 
-Usage: ``python loadtests/bench_ws.py [--quick] [--duration S] [--client-procs N]``.
+Usage: ``python loadtests/bench_ws.py [--quick] [--duration S] [--client-procs N] [--bare-source self|redis]``.
 ``--quick`` (< 30 s): 1.5 s windows after 0.7 s + 1 s per 700 subscribers to connect.
 The last stdout line is one JSON object.
 """
@@ -105,13 +109,14 @@ def bare_main(port: int, rate: int, redis_url: str = "") -> None:
             if redis_url:
                 await relay(redis_url, clients)
             start = time.monotonic()
+            start_ns = time.time_ns()
             sent = 0
             while True:
                 await asyncio.sleep(TICK_S)
                 due = int((time.monotonic() - start) * rate) - sent
-                for _ in range(due):
-                    now = time.time_ns()
-                    broadcast(clients, trade_json(now // 1000, now // 1_000_000), text=True)
+                for i in range(due):
+                    at = start_ns + (sent + i) * 1_000_000_000 // rate  # when the trade was due: lag counts
+                    broadcast(clients, trade_json(at // 1000, at // 1_000_000), text=True)
                 sent += due
 
     async def relay(url: str, clients: set) -> None:
@@ -244,6 +249,7 @@ def drive_redis(redis_url: str, rate: int, until: float) -> int:
     key = stream_key(0)
     seq = int(client.get("bench:seq") or 0)
     start = time.monotonic()
+    start_ns = time.time_ns()
     sent = 0
     while time.time() < until:
         time.sleep(TICK_S)
@@ -251,10 +257,10 @@ def drive_redis(redis_url: str, rate: int, until: float) -> int:
         if due <= 0:
             continue
         events = []
-        for _ in range(due):
+        for i in range(due):
             seq += 1
-            now = time.time_ns()
-            events.append(TradeEvent(seq, now // 1_000_000, 1, now // 1000, 10125, 3, 1, 2, 1, 2, 2))
+            at = start_ns + (sent + i) * 1_000_000_000 // rate  # when the trade was due
+            events.append(TradeEvent(seq, at // 1_000_000, 1, at // 1000, 10125, 3, 1, 2, 1, 2, 2))
         client.xadd(key, encode_entry(events), maxlen=100_000, approximate=True)
         sent += due
     client.set("bench:seq", seq)

@@ -101,6 +101,7 @@ from shards.rules import (
     LIMIT_MAKER,
     MALFORMED,
     MARKET,
+    MAX_CLIENT_ORDER_ID,
     NEW,
     NEW_ORDER_REJECTED,
     NO_SUCH_ORDER,
@@ -225,6 +226,7 @@ class Engine:
         if not (
             (1 <= side <= 2)
             and (0 <= stp <= 3)
+            and len(coid) <= MAX_CLIENT_ORDER_ID
             and (
                 (
                     (order_type == LIMIT and 1 <= tif <= 3 or order_type == LIMIT_MAKER)
@@ -458,7 +460,8 @@ class Engine:
 
     def _reject_new(self, cmd: NewOrder, code: int, msg: str) -> Rejected:
         seq = self.last_seq = self.last_seq + 1
-        self._journal.append(pack_rejected(seq, cmd.ts, cmd.symbol_id, cmd.user_id, cmd.client_order_id, code, msg))
+        coid = cmd.client_order_id[:MAX_CLIENT_ORDER_ID]  # the event keeps at most this much of a bad one
+        self._journal.append(pack_rejected(seq, cmd.ts, cmd.symbol_id, cmd.user_id, coid, code, msg))
         return Rejected(code, msg)
 
     # --- cancel, amend, cancel-all ---------------------------------------------

@@ -50,10 +50,15 @@ CANCEL_REJECTED = RejectCode.CANCEL_REJECTED.value
 NO_SUCH_ORDER = RejectCode.NO_SUCH_ORDER.value
 UNKNOWN_SYMBOL = RejectCode.UNKNOWN_SYMBOL.value
 MALFORMED = RejectCode.MALFORMED.value
+MAX_CLIENT_ORDER_ID = 64  # characters (Binance allows 36); keeps every journal string far below its u16 length
 
 
 def invalid_new_order(spec: SymbolSpec, cmd: NewOrder) -> tuple[int, str]:
     """Code and message for a NewOrder that failed the engine's fast validity check."""
+    if len(cmd.client_order_id) > MAX_CLIENT_ORDER_ID:
+        return MALFORMED, (
+            f"newClientOrderId of {len(cmd.client_order_id)} characters is longer than {MAX_CLIENT_ORDER_ID}"
+        )
     if cmd.side not in (BUY, SELL):
         return MALFORMED, f"side {cmd.side} is not BUY ({BUY}) or SELL ({SELL})"
     if not STP_NONE <= cmd.stp <= EXPIRE_BOTH:

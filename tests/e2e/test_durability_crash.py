@@ -64,3 +64,36 @@ def test_acknowledged_work_survives_shard_kills(exchange_factory) -> None:
     for shard in (0, 1):  # trimmed below what the snapshots and persist covered
         first_id, fields = client.xrange(stream_key(shard), count=1)[0]
         assert entry_range(fields)[0] > 1, f"shard {shard}'s stream was never trimmed"
+
+
+def test_books_survive_a_clean_restart_of_the_whole_exchange(exchange_factory, tmp_path) -> None:
+    # arrange: resting orders, then `exchange up` stopped (final snapshots) and started again on the same folder
+    from tests.conftest import launch, launcher_env, wait_ready
+
+    ex = exchange_factory(engine={"shards": 2})
+    api = Api(ex.rest_url, ex.admin_token)
+    user, taker = api.new_user(), api.new_user()
+    for i, symbol in enumerate(("AAPL", "MSFT", "GOOG")):
+        for side, price in (("BUY", "99.00"), ("SELL", "101.00")):
+            order = {"symbol": symbol, "side": side, "type": "LIMIT", "timeInForce": "GTC",
+                     "quantity": str(i + 1), "price": price}  # fmt: skip
+            assert api.signed("POST", "/api/v3/order", user, **order).status == 200
+    before = {s: api.get("/api/v3/depth", symbol=s).body for s in ("AAPL", "MSFT", "GOOG")}
+    assert ex.stop() == 0
+    # act
+    log_path = tmp_path / "restart.log"
+    proc = launch(ex.config_path, launcher_env(), log_path)
+    try:
+        fields = wait_ready(proc, log_path, http=True)
+        again = Api(fields["rest"], ex.admin_token)
+        after = {s: again.get("/api/v3/depth", symbol=s).body for s in ("AAPL", "MSFT", "GOOG")}
+        fresh = again.signed("POST", "/api/v3/order", taker, symbol="AAPL", side="SELL", type="LIMIT",
+                             timeInForce="GTC", quantity="1", price="99.00")  # fmt: skip
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        status = proc.wait(60)
+    # assert
+    assert [(b["bids"], b["asks"]) for b in after.values()] == [(b["bids"], b["asks"]) for b in before.values()]
+    assert fresh.status == 200 and fresh.body["status"] == "FILLED"
+    assert status == 0
+    assert "event=shard_recovered" in log_path.read_text()

@@ -5,21 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import pytest
-from tests.shards.engine_harness import (
-    BUY,
-    EXPIRE_BOTH,
-    EXPIRE_MAKER,
-    EXPIRE_TAKER,
-    FOK,
-    IOC,
-    LIMIT_MAKER,
-    MARKET,
-    NONE,
-    SELL,
-    SPEC,
-    Driver,
-    order,
-)
 
 from shards.engine import Engine
 from shards.protocol import (
@@ -41,6 +26,21 @@ from shards.protocol import (
     QueryOrder,
     Rejected,
     TradeEvent,
+)
+from tests.shards.engine_harness import (
+    BUY,
+    EXPIRE_BOTH,
+    EXPIRE_MAKER,
+    EXPIRE_TAKER,
+    FOK,
+    IOC,
+    LIMIT_MAKER,
+    MARKET,
+    NONE,
+    SELL,
+    SPEC,
+    Driver,
+    order,
 )
 
 S = OrderStatus
@@ -295,6 +295,8 @@ CASES = [
     Case("MARKET with both quantity and quote", [], order(BUY, 1, order_type=MARKET, quote_qty=5), code=-1100),
     Case("unknown symbol", [], order(BUY, 1, 10, symbol_id=99), code=-1121),
     Case("unknown side", [], order(3, 1, 10), code=-1100),
+    Case("client order id longer than 64 characters", [], order(BUY, 1, 10, coid="x" * 65), code=-1100),
+    Case("client order id of 64 characters", [], order(BUY, 1, 10, coid="é" * 64), S.NEW, bids=[(10, 1)]),
 ]
 
 

@@ -198,3 +198,25 @@ def test_trim_floor_waits_for_persist_and_the_snapshot(rings: list[Ring], servic
     shard.step(0)
     assert client.xlen(key) == 6  # entries ids[1].. and the new one
     assert snapshot_path(tmp_path, 5).exists()
+
+
+def test_journal_survives_a_lost_connection_without_writing_twice(services: Any, capfd: Any) -> None:
+    # arrange: the journal's connection is killed by the server between two batches
+    url = services.redis_db_url()
+    engine = Engine(SPECS)
+    journal = RedisJournal(url, 6, [])
+    shard = FakeShard(engine, [], journal)
+    engine.apply(_stamp(_commands(1)[0], 1_000))
+    shard.step(0)
+    admin = redis.Redis.from_url(url)
+    admin.client_kill_filter(_type="normal", skipme=True)
+    # act
+    engine.apply(_stamp(_commands(1)[0]._replace(client_order_id="second"), 1_001))
+    shard.step(0)
+    engine.apply(_stamp(_commands(1)[0]._replace(client_order_id="third"), 1_002))
+    shard.step(0)
+    # assert
+    entries = admin.xrange(stream_key(6))
+    assert [(e[1][b"f"], e[1][b"l"]) for e in entries] == [(b"1", b"2"), (b"3", b"4"), (b"5", b"6")]
+    assert journal.last_seq == engine.last_seq == 6
+    assert "event=journal_retry" in capfd.readouterr().err

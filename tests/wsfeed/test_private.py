@@ -7,7 +7,7 @@ import asyncio
 import pytest
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from shards.protocol import OrderCanceled
+from shards.protocol import ExpireReason, OrderAmended, OrderCanceled, OrderExpired
 from tests.wsfeed.harness import recv_json, request, ws_connect
 from wsfeed import listenkeys
 
@@ -121,3 +121,78 @@ def test_unknown_listen_key_is_refused(feed):
     status, body = asyncio.run(scenario())
 
     assert status == 400 and "does not exist" in body
+
+
+def test_amend_expiry_self_trade_prevention_and_market_by_quote_reports(feed):
+    sid, shard = feed.symbol_id("S06"), feed.shard_of("S06")
+    j = feed.journal
+    key = make_key(feed, 41)
+
+    async def scenario():
+        async with ws_connect(f"{feed.url}/ws/{key}") as ws:
+            await request(ws, {"method": "LIST_SUBSCRIPTIONS", "id": 1})
+            rest = j.accepted(shard, sid, 41, 2, 200, 10, coid="rest")  # sell 10 @ 2.00
+            j.write(shard, [rest])
+            j.write(shard, [OrderAmended(j.next_seq(shard), j.ts(), sid, rest.order_id, 41, 6)])
+            # a MARKET buy by quote amount (qty 0) that takes 3 and stops for lack of budget: FILLED
+            mkt = j.accepted(shard, sid, 42, 1, 0, 0, coid="mkt", order_type=2, quote_qty=600)
+            fill = j.trade(
+                shard, sid, 200, 3, maker_order_id=rest.order_id, taker_order_id=mkt.order_id, maker_user_id=41,
+                taker_user_id=42, taker_side=1,
+            )  # fmt: skip
+            j.write(shard, [mkt, fill])
+            # the owner's own IOC buy meets its resting sell: self-trade prevention expires the maker, then the IOC
+            ioc = j.accepted(shard, sid, 41, 1, 200, 1, coid="ioc", tif=2)
+            stp = OrderExpired(j.next_seq(shard), j.ts(), sid, rest.order_id, 41, 3, int(ExpireReason.STP_MAKER))
+            end = OrderExpired(j.next_seq(shard), j.ts(), sid, ioc.order_id, 41, 1, int(ExpireReason.IOC))
+            j.write(shard, [ioc, stp, end])
+            return [await recv_json(ws) for _ in range(6)]
+
+    got = asyncio.run(scenario())
+
+    assert [(r["c"], r["x"], r["X"], r["q"], r["z"]) for r in got] == [
+        ("rest", "NEW", "NEW", "10", "0"),
+        ("rest", "REPLACED", "NEW", "6", "0"),
+        ("rest", "TRADE", "PARTIALLY_FILLED", "6", "3"),
+        ("ioc", "NEW", "NEW", "1", "0"),
+        ("rest", "TRADE_PREVENTION", "EXPIRED_IN_MATCH", "6", "3"),
+        ("ioc", "EXPIRED", "EXPIRED", "1", "0"),
+    ]
+    assert (got[3]["f"], got[2]["m"], got[2]["Z"]) == ("IOC", True, "6.00")
+
+
+def test_market_by_quote_taker_is_filled_unless_an_expiry_follows(feed):
+    sid, shard = feed.symbol_id("S07"), feed.shard_of("S07")
+    j = feed.journal
+    key = make_key(feed, 52)
+
+    async def scenario():
+        async with ws_connect(f"{feed.url}/ws/{key}") as ws:
+            await request(ws, {"method": "LIST_SUBSCRIPTIONS", "id": 1})
+            reports = []
+            for expires in (False, True):
+                maker = j.accepted(shard, sid, 51, 2, 100, 5)
+                taker = j.accepted(shard, sid, 52, 1, 0, 0, coid=f"q{expires}", order_type=2, quote_qty=300)
+                fill = j.trade(
+                    shard, sid, 100, 3, maker_order_id=maker.order_id, taker_order_id=taker.order_id,
+                    maker_user_id=51, taker_user_id=52, taker_side=1,
+                )  # fmt: skip
+                events = [maker, taker, fill]
+                if expires:
+                    events.append(
+                        OrderExpired(j.next_seq(shard), j.ts(), sid, taker.order_id, 52, 0, int(ExpireReason.MARKET))
+                    )
+                j.write(shard, events)
+                reports += [await recv_json(ws) for _ in range(3 if expires else 2)]
+            return reports
+
+    got = asyncio.run(scenario())
+
+    assert [(r["c"], r["x"], r["X"], r["z"], r["Z"]) for r in got] == [
+        ("qFalse", "NEW", "NEW", "0", "0.00"),
+        ("qFalse", "TRADE", "FILLED", "3", "3.00"),
+        ("qTrue", "NEW", "NEW", "0", "0.00"),
+        ("qTrue", "TRADE", "PARTIALLY_FILLED", "3", "3.00"),
+        ("qTrue", "EXPIRED", "EXPIRED", "3", "3.00"),
+    ]
+    assert got[0]["o"] == "MARKET" and got[0]["w"] is False
