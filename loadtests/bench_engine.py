@@ -184,20 +184,33 @@ def run_engine(snapshot: bytes, commands: list[object], drain: str = "encoded") 
     return time.process_time() - start, drained
 
 
-def run_latency(snapshot: bytes, commands: list[object]) -> list[int]:
+def run_latency(snapshot: bytes, commands: list[object]) -> dict[str, list[int]]:
+    """Wall ns per command, sorted, for all commands and by kind (place: rested or rejected, take: traded, cancel)."""
     engine = Engine.restore(snapshot, [SPEC])
     apply = engine.apply
     take = engine.take_encoded
     clock = time.perf_counter_ns
-    lat = []
+    lat: list[int] = []
+    results: list[object] = []
     for i in range(0, len(commands), BATCH):
         for cmd in commands[i : i + BATCH]:
             t0 = clock()
-            apply(cmd)
+            result = apply(cmd)
             lat.append(clock() - t0)
+            results.append(result)
         take()  # journal bytes, outside the per-command figure
     overhead = min(_clock_overhead() for _ in range(3))
-    return sorted(max(0, x - overhead) for x in lat)
+    by_kind: dict[str, list[int]] = {"all": [], "place": [], "take": [], "cancel": []}
+    for cmd, result, ns in zip(commands, results, lat, strict=True):
+        ns = max(0, ns - overhead)
+        by_kind["all"].append(ns)
+        if isinstance(cmd, CancelOrder):
+            by_kind["cancel"].append(ns)
+        elif isinstance(result, OrderResult) and result.fills:
+            by_kind["take"].append(ns)
+        else:
+            by_kind["place"].append(ns)
+    return {kind: sorted(values) for kind, values in by_kind.items()}
 
 
 def _clock_overhead() -> int:
@@ -338,9 +351,12 @@ def main() -> None:
         figures[f"gc_{mode}_bare_ops_per_s"] = round(len(commands) / bare)
         figures[f"gc_{mode}_ratio_to_bare"] = round(bare / best, 3)
         if mode == "off":
-            lat = run_latency(snapshot, commands)
+            latencies = run_latency(snapshot, commands)
+            lat = latencies["all"]
             for q, name in ((0.5, "p50"), (0.99, "p99"), (0.999, "p999")):
                 figures[f"gc_off_latency_{name}_ns"] = percentile(lat, q)
+            for kind in ("place", "take", "cancel"):
+                figures[f"gc_off_latency_{kind}_p50_ns"] = percentile(latencies[kind], 0.5)
             if args.profile:
                 import cProfile
                 import pstats
@@ -355,8 +371,12 @@ def main() -> None:
             f"GC {mode}: engine {ours:,} ops/s with journal bytes, {round(len(commands) / objects):,} with event "
             f"objects; bare book {bare_rate:,} ops/s (ratio {bare / best:.3f})"
         )
-    print(f"GC off latency ns: p50 {figures['gc_off_latency_p50_ns']}, p99 {figures['gc_off_latency_p99_ns']}, "
-          f"p99.9 {figures['gc_off_latency_p999_ns']}")  # fmt: skip
+    f = figures
+    print(
+        f"GC off latency ns: p50 {f['gc_off_latency_p50_ns']}, p99 {f['gc_off_latency_p99_ns']}, p99.9 "
+        f"{f['gc_off_latency_p999_ns']}; p50 by kind: place {f['gc_off_latency_place_p50_ns']}, take "
+        f"{f['gc_off_latency_take_p50_ns']}, cancel {f['gc_off_latency_cancel_p50_ns']}"
+    )
     _, n_events = run_engine(snapshot, commands, "objects")
     figures["events_per_op"] = round(n_events / len(commands), 3)
     _, n_bytes = run_engine(snapshot, commands)

@@ -5,12 +5,13 @@ Owns: ``write_array`` and ``read_array``, which frame records exactly as
 ``ringbuf.ring``), so the two paths mix freely on one ring.
 Never: publishes before the copy is done, or returns a view into the ring.
 
-How: for a payload size ``n`` (slot ``size``) and a starting offset ``phase``
+How: for a record size ``n`` (slot ``size``) and a starting offset ``phase``
 (``pos % size``), the data area is seen once as a column of length words and
-a column of payloads, both strided by ``size`` (``Views``, cached on the ring
-and dropped by ``Ring.close``). A batch of ``k`` records at ``pos`` is then
-two slice assignments (write) or one check and one copy (read), whatever
-``k`` is; the per-call cost is what limits small batches.
+a column of opaque ``n``-byte payloads, both strided by ``size`` (``Columns``,
+cached on the ring and dropped by ``Ring.close``). A batch of
+``k`` records at ``pos`` is then two slice assignments (write), or one length
+check and one copy (read), whatever ``k`` is: the per-call cost, a dozen
+numpy calls, is what limits small batches.
 """
 
 from __future__ import annotations
@@ -25,7 +26,10 @@ if TYPE_CHECKING:
     from ringbuf.ring import Ring
 
 WRAP = 0xFFFFFFFF
+_PATTERN_RECORDS = 4096  # length checks up to this many records compare bytes, above it numpy
 _VOID: dict[int, np.dtype] = {}
+_PATTERNS: dict[int, bytes] = {}
+_U32 = np.dtype("<u4")
 
 
 def void_dtype(n: int) -> np.dtype:
@@ -36,13 +40,13 @@ def void_dtype(n: int) -> np.dtype:
     return dt
 
 
-class Views(NamedTuple):
-    lengths: np.ndarray  # uint32, one per slot
-    payloads: np.ndarray  # void n, one per slot
+class Columns(NamedTuple):
+    lengths: np.ndarray  # uint32 length word of each slot
+    payloads: np.ndarray  # the payload of each slot, as opaque n-byte records
 
 
-def views(ring: Ring, n: int, pos: int) -> tuple[Views, int]:
-    """The cached column views for ``n``-byte records laid from ``pos``, and ``pos``'s index in them."""
+def columns(ring: Ring, n: int, pos: int) -> tuple[Columns, int]:
+    """The cached columns for ``n``-byte records laid from ``pos``, and ``pos``'s index in them."""
     size = (n + 11) & -8
     phase = pos % size
     cache = ring._array_views()
@@ -50,31 +54,36 @@ def views(ring: Ring, n: int, pos: int) -> tuple[Views, int]:
     if found is None:
         data = cache["data"]
         count = (ring.capacity - phase) // size
-        lengths = np.ndarray((count,), np.dtype("<u4"), data, phase, (size,))
+        lengths = np.ndarray((count,), _U32, data, phase, (size,))
         payloads = np.ndarray((count,), void_dtype(n), data, phase + 4, (size,))
-        found = cache[(n, phase)] = Views(lengths, payloads)
+        found = cache[(n, phase)] = Columns(lengths, payloads)
     return found, pos // size
 
 
 def write_array(ring: Ring, arr: np.ndarray) -> int:
     """Write the longest prefix of ``arr`` that fits (one record per element, or per row of a
     2-D array), publish once, return how many were written."""
-    n = arr.dtype.itemsize * (arr.shape[1] if arr.ndim == 2 else 1)
+    if arr.ndim == 1:  # copies between void arrays are plain memcpys; structured ones go field by field
+        n = arr.dtype.itemsize
+        src = arr.view(void_dtype(n))
+    else:  # rows as opaque records
+        if not arr.flags.c_contiguous:
+            arr = np.ascontiguousarray(arr)
+        n = arr.dtype.itemsize * arr.shape[1]
+        src = arr.reshape(-1).view(void_dtype(n))
     size = (n + 11) & -8
     if size > ring._max_slot:
         raise RecordTooLarge(f"array records of {n} bytes exceed max_record {ring.max_record} of ring {ring.name!r}")
-    if not arr.flags.c_contiguous:
-        arr = np.ascontiguousarray(arr)
-    src = arr.reshape(-1).view(void_dtype(n)) if arr.ndim == 2 else arr.view(void_dtype(n))
-    first, skip, second = ring._plan_run(len(src), size)
+    total = len(src)
+    first, skip, second = ring._plan_run(total, size)
     tail = ring._tail
     pos = tail & ring._mask
     if first:
-        cols, i = views(ring, n, pos)
+        cols, i = columns(ring, n, pos)
         cols.lengths[i : i + first] = n
-        cols.payloads[i : i + first] = src if first == len(src) else src[:first]
+        cols.payloads[i : i + first] = src if first == total else src[:first]
     if second:
-        cols, i = views(ring, n, 0)
+        cols, i = columns(ring, n, 0)
         cols.lengths[:second] = n
         cols.payloads[:second] = src[first : first + second]
         if skip:
@@ -111,10 +120,20 @@ def read_array(ring: Ring, dtype: Any, max_records: int = 1024) -> np.ndarray:
             f"ring {ring.name!r}: the record at position {cursor} has {first_len} bytes, not {n} ({dt})"
         )
     count = min(max_records, (tail - cursor) // size, (ring.capacity - pos) // size)
-    cols, i = views(ring, n, pos)
+    cols, i = columns(ring, n, pos)
     lengths = cols.lengths[i : i + count]
-    if count > 1 and lengths.min() != lengths.max():
-        count = int(np.argmax(lengths != n))  # the first record of another size
-    out = cols.payloads[i : i + count].copy().view(dt)
+    if not _all_equal(lengths, n, count):
+        count = int(np.argmax(lengths != n))  # the first record of another size (or a wrap marker)
+    out = cols.payloads[i : i + count].copy()
     ring._cursor = cursor + count * size
-    return out
+    return out if dt is out.dtype else np.frombuffer(out, dt)
+
+
+def _all_equal(lengths: np.ndarray, n: int, count: int) -> bool:
+    """All ``count`` length words are ``n`` (a byte comparison: far cheaper than numpy reductions)."""
+    if count > _PATTERN_RECORDS:
+        return bool((lengths == n).all())
+    pattern = _PATTERNS.get(n)
+    if pattern is None:
+        pattern = _PATTERNS[n] = n.to_bytes(4, "little") * _PATTERN_RECORDS
+    return pattern.startswith(lengths.tobytes())

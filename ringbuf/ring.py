@@ -331,8 +331,11 @@ class Ring:
     def _plan_run(self, total: int, size: int) -> tuple[int, int, int]:
         """Where ``total`` slots of ``size`` bytes go: ``first`` at the tail, then, if the end of the
         data area cut the run short, ``skip`` bytes jumped and ``second`` more from slot 0."""
-        cap = self.capacity
         tail = self._tail
+        need = total * size
+        if tail + need <= self._limit and (tail & self._mask) + need <= self.capacity:
+            return total, 0, 0  # the common case: room, and no wrap
+        cap = self.capacity
         free = self._limit - tail
         if free < total * size:
             self._limit = self._head_word[0] + cap
