@@ -13,7 +13,8 @@ because absolute figures drift between runs and machines.
 Latency: a producer paced at ``--rate`` (default 50 000/s) stamps each record
 with ``perf_counter_ns`` (CLOCK_MONOTONIC, shared by all processes) and sends
 it through ``Producer.send``; the consumer waits with each strategy (spin,
-yield, block), reads, and takes the difference. p50/p99/p99.9 in us.
+yield, block), reads, and takes the difference. p50/p99/p99.9 in us. The
+same run measures the bare ring with a spinning consumer (``bare``).
 
 Usage: ``python loadtests/bench_ring.py [--quick] [--pin] [--runs N]``; the
 last stdout line is one JSON object with every figure.
@@ -32,7 +33,9 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-import numpy as np
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # numpy's idle BLAS threads would take CPU from the pair
+
+import numpy as np  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -152,11 +155,13 @@ def _consume_array(start: Any, results: Any, name: str, count: int, batch: int) 
 
 
 # ---------------------------------------------------------------- bare ring
-# Fixed 64-byte slots; word 16 = tail, word 32 = head (record counts), slots from byte 512.
+# Fixed 64-byte slots; the tail and head words (record counts) where the ring keeps its own, slots from
+# byte 512. Only the segment is borrowed from Ring: none of its code runs.
 
 
 def _bare_views(ring: Ring) -> tuple[Any, Any, Any, int]:
     buf = ring._shm.buf
+    assert buf is not None
     return ring._mm, buf[128:136].cast("Q"), buf[256:264].cast("Q"), ring.capacity // RECORD
 
 
@@ -245,10 +250,9 @@ def _bare_consume_array(start: Any, results: Any, name: str, count: int, batch: 
 
 def _latency_producer(start: Any, results: Any, name: str, bell_fd: int, rate: int, seconds: float) -> None:
     ring = Ring.attach(name)
-    producer = Producer(ring, Doorbell(bell_fd))
-    send = producer.send
     record = bytearray(RECORD)
     stamp = memoryview(record)[:8].cast("Q")
+    send = Producer(ring, Doorbell(bell_fd)).send
     clock = time.perf_counter_ns
     interval = 1_000_000_000 // rate
     count = int(rate * seconds)
@@ -272,8 +276,7 @@ def _latency_producer(start: Any, results: Any, name: str, bell_fd: int, rate: i
 
 def _latency_consumer(start: Any, results: Any, name: str, bell_fd: int, strategy: str) -> None:
     ring = Ring.attach(name)
-    consumer = Consumer([ring], Doorbell(bell_fd), strategy)
-    wait, read, commit = consumer.wait, ring.read, ring.commit
+    wait, read, commit = Consumer([ring], Doorbell(bell_fd), strategy).wait, ring.read, ring.commit
     clock = time.perf_counter_ns
     samples: list[int] = []
     results.put("ready")
@@ -294,6 +297,70 @@ def _latency_consumer(start: Any, results: Any, name: str, bell_fd: int, strateg
     ring.close()
 
 
+def _latency_bare_producer(start: Any, results: Any, name: str, rate: int, seconds: float) -> None:
+    """The same paced stamps through the bare ring, its stores inline in the loop."""
+    ring = Ring.attach(name)
+    mm, tail_q, head_q, slots = _bare_views(ring)
+    record = bytearray(RECORD)
+    stamp = memoryview(record)[:8].cast("Q")
+    clock = time.perf_counter_ns
+    interval = 1_000_000_000 // rate
+    results.put("ready")
+    start.wait()
+    count = int(rate * seconds)
+    due = clock()
+    tail = 0
+    limit = slots  # like the ring, read the consumer's head only when the cached room runs out
+    for i in range(count + 1):
+        due += interval
+        while clock() < due:
+            pass
+        stamp[0] = clock() if i < count else 0  # 0: end marker
+        while tail >= limit:
+            limit = head_q[0] + slots
+        off = 512 + (tail % slots) * RECORD
+        mm[off : off + RECORD] = record
+        tail += 1
+        tail_q[0] = tail
+    results.put(("producer", 0))
+    for view in (stamp, tail_q, head_q):
+        view.release()
+    ring.close()
+
+
+def _latency_bare_consumer(start: Any, results: Any, name: str) -> None:
+    """The bare ring's spinning consumer: wait for the tail, copy the slots, store head."""
+    ring = Ring.attach(name)
+    mm, tail_q, head_q, slots = _bare_views(ring)
+    clock = time.perf_counter_ns
+    samples: list[int] = []
+    results.put("ready")
+    start.wait()
+    head = 0
+    running = True
+    while running:
+        while tail_q[0] == head:
+            pass
+        tail = tail_q[0]
+        records = []
+        while head < tail:
+            off = 512 + (head % slots) * RECORD
+            records.append(mm[off : off + RECORD])
+            head += 1
+        now = clock()
+        for record in records:
+            sent = int.from_bytes(record[:8], "little")
+            if sent == 0:
+                running = False
+                break
+            samples.append(now - sent)
+        head_q[0] = head
+    results.put(("samples", samples))
+    for view in (tail_q, head_q):
+        view.release()
+    ring.close()
+
+
 def _latency(strategy: str, rate: int, seconds: float) -> dict[str, float]:
     name = f"bench-{uuid.uuid4().hex[:8]}"
     ring = Ring.create(name, CAPACITY)
@@ -301,9 +368,13 @@ def _latency(strategy: str, rate: int, seconds: float) -> dict[str, float]:
     try:
         start = CTX.Event()
         results = CTX.Queue()
+        sides: list[tuple[Any, ...]]
+        if strategy == "bare":
+            sides = [(_latency_bare_producer, name, rate, seconds), (_latency_bare_consumer, name)]
+        else:
+            sides = [(_latency_producer, name, bell.fd, rate, seconds), (_latency_consumer, name, bell.fd, strategy)]
         procs = [
-            CTX.Process(target=_child, args=(_latency_producer, 0, start, results, name, bell.fd, rate, seconds)),
-            CTX.Process(target=_child, args=(_latency_consumer, 1, start, results, name, bell.fd, strategy)),
+            CTX.Process(target=_child, args=(side[0], cpu, start, results, *side[1:])) for cpu, side in enumerate(sides)
         ]
         for proc in procs:
             proc.start()
@@ -345,7 +416,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     PIN = args.pin
     runs = args.runs or (1 if args.quick else 3)
     scale = 1 if args.quick else 3
-    cases = {
+    cases: dict[str, tuple[tuple[Any, ...], tuple[Any, ...]]] = {
         "single": ((_produce_single, _consume, 600_000 * scale), (_bare_produce, _bare_consume, 600_000 * scale, 1)),
         "batch64": (
             (_produce_batch, _consume, 1_280_000 * scale, 64),
@@ -373,7 +444,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         ratio = ours_rate / bare_rate
         print(f"{case:10s} {ours_rate / 1e6:6.2f} M/s   bare {bare_rate / 1e6:6.2f} M/s   ratio {ratio:.2f}")
     seconds = 0.6 if args.quick else 3.0
-    for strategy in ("spin", "yield", "block"):
+    for strategy in ("bare", "spin", "yield", "block"):  # bare: the minimal ring, spinning, as the ceiling
         lat = _latency(strategy, args.rate, seconds)
         for key, value in lat.items():
             figures[f"latency_{strategy}_{key}"] = value

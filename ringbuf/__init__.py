@@ -1,13 +1,17 @@
 """Shared-memory rings between the exchange's processes.
 
 Owns: single-producer/single-consumer byte rings over
-``multiprocessing.shared_memory`` (``ringbuf.ring``: layout, framing, publish
-order, memory-model argument), the per-consumer doorbell and its wait
-strategies (``ringbuf.doorbell``: sleep/wake handshake), and the membarrier
-call that closes the handshake's reordering window (``ringbuf.fence``).
-Never: knows what a record means (that is ``shards.protocol``), names rings
-(that is ``deploy.topology``), or creates or unlinks a segment from a child
-process (the launcher creates and unlinks; children attach).
+``multiprocessing.shared_memory``: ``ringbuf.ring`` (the specification: layout,
+framing, publish order, memory-model argument; the record and batch paths),
+``ringbuf.arrays`` (the numpy batch path), ``ringbuf.segment`` (creating,
+attaching and unlinking segments without resource-tracker accidents),
+``ringbuf.doorbell`` (one eventfd per consumer process, the spin / yield /
+block wait strategies, the asyncio reader, the sleep/wake handshake) and
+``ringbuf.fence`` (the membarrier call that closes that handshake's
+reordering window). Errors: ``ringbuf.errors``.
+Never: knows what a record means (``shards.wire``), names rings
+(``deploy.topology``), or creates or unlinks a segment in a child process
+(the launcher creates and unlinks; children attach).
 """
 
 from ringbuf.doorbell import BLOCK_SLICE, STRATEGIES, AsyncConsumer, Consumer, Doorbell, Producer

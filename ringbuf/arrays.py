@@ -45,8 +45,9 @@ class Columns(NamedTuple):
     payloads: np.ndarray  # the payload of each slot, as opaque n-byte records
 
 
-def columns(ring: Ring, n: int, pos: int) -> tuple[Columns, int]:
-    """The cached columns for ``n``-byte records laid from ``pos``, and ``pos``'s index in them."""
+def columns(ring: Ring, n: int, pos: int) -> Columns:
+    """The columns for ``n``-byte records laid from ``pos`` (slot ``pos // size`` in them), cached
+    on the ring under ``(n, pos % size)``."""
     size = (n + 11) & -8
     phase = pos % size
     cache = ring._array_views()
@@ -57,7 +58,7 @@ def columns(ring: Ring, n: int, pos: int) -> tuple[Columns, int]:
         lengths = np.ndarray((count,), _U32, data, phase, (size,))
         payloads = np.ndarray((count,), void_dtype(n), data, phase + 4, (size,))
         found = cache[(n, phase)] = Columns(lengths, payloads)
-    return found, pos // size
+    return found
 
 
 def write_array(ring: Ring, arr: np.ndarray) -> int:
@@ -79,11 +80,12 @@ def write_array(ring: Ring, arr: np.ndarray) -> int:
     tail = ring._tail
     pos = tail & ring._mask
     if first:
-        cols, i = columns(ring, n, pos)
+        cols = (ring._np_data or ring._array_views()).get((n, pos % size)) or columns(ring, n, pos)
+        i = pos // size
         cols.lengths[i : i + first] = n
         cols.payloads[i : i + first] = src if first == total else src[:first]
     if second:
-        cols, i = columns(ring, n, 0)
+        cols = columns(ring, n, 0)
         cols.lengths[:second] = n
         cols.payloads[:second] = src[first : first + second]
         if skip:
@@ -106,34 +108,43 @@ def read_array(ring: Ring, dtype: Any, max_records: int = 1024) -> np.ndarray:
     n = dt.itemsize
     size = (n + 11) & -8
     mask = ring._mask
+    u32 = ring._u32
     cursor = ring._cursor
     tail = ring._tail_word[0]
-    if cursor != tail and ring._u32[(cursor & mask) >> 2] == WRAP:
-        cursor = (cursor | mask) + 1
-        ring._cursor = cursor
     if cursor == tail:
         return np.empty(0, dt)
     pos = cursor & mask
-    first_len = ring._u32[pos >> 2]
+    first_len = u32[pos >> 2]
+    if first_len == WRAP:
+        cursor = ring._cursor = (cursor | mask) + 1
+        pos = 0
+        first_len = u32[0]
     if first_len != n:
         raise WrongRecordSize(
             f"ring {ring.name!r}: the record at position {cursor} has {first_len} bytes, not {n} ({dt})"
         )
-    count = min(max_records, (tail - cursor) // size, (ring.capacity - pos) // size)
-    cols, i = columns(ring, n, pos)
+    count = (tail - cursor) // size
+    room = (ring.capacity - pos) // size
+    if room < count:
+        count = room
+    if max_records < count:
+        count = max_records
+    cols = (ring._np_data or ring._array_views()).get((n, pos % size)) or columns(ring, n, pos)
+    i = pos // size
     lengths = cols.lengths[i : i + count]
-    if not _all_equal(lengths, n, count):
-        count = int(np.argmax(lengths != n))  # the first record of another size (or a wrap marker)
+    # All count length words n? Their bytes compared with a cached pattern cost far less than a
+    # numpy reduction.
+    pattern = _PATTERNS.get(n) or _pattern(n)
+    if count > _PATTERN_RECORDS or not pattern.startswith(lengths.tobytes()):
+        same = lengths == n
+        if not same.all():
+            count = int(np.argmax(~same))  # stop before the first record of another size (or a wrap marker)
     out = cols.payloads[i : i + count].copy()
     ring._cursor = cursor + count * size
     return out if dt is out.dtype else np.frombuffer(out, dt)
 
 
-def _all_equal(lengths: np.ndarray, n: int, count: int) -> bool:
-    """All ``count`` length words are ``n`` (a byte comparison: far cheaper than numpy reductions)."""
-    if count > _PATTERN_RECORDS:
-        return bool((lengths == n).all())
-    pattern = _PATTERNS.get(n)
-    if pattern is None:
-        pattern = _PATTERNS[n] = n.to_bytes(4, "little") * _PATTERN_RECORDS
-    return pattern.startswith(lengths.tobytes())
+def _pattern(n: int) -> bytes:
+    """The length word ``n`` repeated for ``_PATTERN_RECORDS`` records."""
+    pattern = _PATTERNS[n] = n.to_bytes(4, "little") * _PATTERN_RECORDS
+    return pattern

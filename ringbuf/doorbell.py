@@ -60,11 +60,12 @@ import asyncio
 import os
 import select
 import time
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from ringbuf import fence
 from ringbuf.errors import BadRingConfig
-from ringbuf.ring import Ring
+from ringbuf.ring import Record, Ring
 
 if TYPE_CHECKING:
     import numpy as np
@@ -128,19 +129,25 @@ class Producer:
         self._write_array = ring.write_array
         self._sleeping = ring._sleeping_word
 
-    def send(self, record: bytes) -> bool:
+    def send(self, record: Record) -> bool:
         """``Ring.write`` then the doorbell if needed; False when the ring is full."""
         ok = self._write(record)
         if self._sleeping[0]:
             os.eventfd_write(self.doorbell.fd, 1)
         return ok
 
-    def send_batch(self, records: list[bytes]) -> int:
+    def send_batch(self, records: Sequence[Record]) -> int:
         """``Ring.write_batch`` then the doorbell if needed; returns how many were written."""
         count = self._write_batch(records)
         if self._sleeping[0]:
             os.eventfd_write(self.doorbell.fd, 1)
         return count
+
+    def wake(self) -> None:
+        """Ring the doorbell if the consumer sleeps: for a producer that wrote with ``Ring.write``
+        and deferred the doorbell (one check for many records; same as ``send_batch([])``)."""
+        if self._sleeping[0]:
+            os.eventfd_write(self.doorbell.fd, 1)
 
     def send_array(self, arr: np.ndarray) -> int:
         """``Ring.write_array`` then the doorbell if needed; returns how many were written."""
@@ -205,24 +212,23 @@ class Consumer(_Waiting):
         return self._poll_loop(deadline, self.strategy == "yield")
 
     def _poll_loop(self, deadline: float | None, yield_cpu: bool) -> bool:
-        if len(self.rings) == 1:
+        if len(self.rings) == 1 and not yield_cpu:  # the latency-critical case: keep the loop tight
             ring = self.rings[0]
             tail_word = ring._tail_word
             while True:
                 for _ in range(_CLOCK_EVERY):
                     if tail_word[0] != ring._cursor:
                         return True
-                    if yield_cpu:
-                        os.sched_yield()
                 if deadline is not None and time.monotonic() >= deadline:
                     return False
         ready = self.ready
+        sched_yield = os.sched_yield
         while True:
             for _ in range(_CLOCK_EVERY):
                 if ready():
                     return True
                 if yield_cpu:
-                    os.sched_yield()
+                    sched_yield()
             if deadline is not None and time.monotonic() >= deadline:
                 return False
 

@@ -95,16 +95,18 @@ nor warns.
 
 from __future__ import annotations
 
-import contextlib
 import time
+from collections.abc import Sequence
 from multiprocessing import shared_memory
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 from ringbuf import segment
 from ringbuf.errors import BadPosition, BadRingConfig, NotCreator, RecordTooLarge, RingCorrupt
 
 if TYPE_CHECKING:
     import numpy as np
+
+Record: TypeAlias = bytes | bytearray  # what write accepts; read returns bytes
 
 MAGIC = int.from_bytes(b"RINGBUF1", "little")
 VERSION = 1
@@ -242,8 +244,10 @@ class Ring:
 
     def __del__(self) -> None:
         # Release our views before SharedMemory's own finalizer tries to close the mapping.
-        with contextlib.suppress(Exception):
+        try:
             self.close()
+        except Exception:  # noqa: S110 - a finalizer must not raise (and may run at interpreter exit)
+            pass
 
     def __enter__(self) -> Ring:
         return self
@@ -256,7 +260,7 @@ class Ring:
 
     # ------------------------------------------------------- producer side
 
-    def write(self, record: bytes) -> bool:
+    def write(self, record: Record) -> bool:
         """Append one record and publish it; False (nothing written) when there is no room."""
         n = len(record)
         size = (n + 11) & -8
@@ -272,7 +276,7 @@ class Ring:
         self._tail_word[0] = end
         return True
 
-    def _write_slow(self, record: bytes) -> bool:
+    def _write_slow(self, record: Record) -> bool:
         """``write`` when the record is too large, must wrap, or the cached head says full."""
         n = len(record)
         size = (n + 11) & -8
@@ -296,7 +300,7 @@ class Ring:
         self._tail_word[0] = end
         return True
 
-    def write_batch(self, records: list[bytes]) -> int:
+    def write_batch(self, records: Sequence[Record]) -> int:
         """Write the longest prefix of ``records`` that fits, publish once, return how many."""
         count = len(records)
         if count >= _RUN_MIN:
@@ -305,7 +309,7 @@ class Ring:
                 return self._write_run(records, n)
         return self._write_each(records)
 
-    def _write_run(self, records: list[bytes], n: int) -> int:
+    def _write_run(self, records: Sequence[Record], n: int) -> int:
         """``write_batch`` of records that all have ``n`` bytes: one join and one copy per stretch."""
         size = (n + 11) & -8
         first, skip, second = self._plan_run(len(records), size)
@@ -351,7 +355,7 @@ class Ring:
             return first, 0, 0
         return first, skip, second
 
-    def _write_each(self, records: list[bytes]) -> int:
+    def _write_each(self, records: Sequence[Record]) -> int:
         """``write_batch`` record by record (mixed sizes)."""
         cap = self.capacity
         mask = self._mask
@@ -408,6 +412,17 @@ class Ring:
         tail = self._tail_word[0]
         if cursor == tail:
             return []
+        pos = cursor & self._mask
+        n = self._u32[pos >> 2]
+        if cursor + ((n + 11) & -8) == tail and n <= self.max_record and max_records > 0:
+            # exactly one record pending: the low-latency case, kept short
+            self._cursor = tail
+            pos += _PAYLOAD
+            return [self._mm[pos : pos + n]]
+        return self._read_many(cursor, tail, max_records)
+
+    def _read_many(self, cursor: int, tail: int, max_records: int) -> list[bytes]:
+        """``read`` when more than one record (or a wrap marker) is pending."""
         u32 = self._u32
         mm = self._mm
         mask = self._mask
@@ -513,15 +528,18 @@ class Ring:
 
     # ----------------------------------------------------- numpy batch path
 
+    # The two methods below run once: they import ringbuf.arrays (and numpy, which a process that
+    # never uses the numpy path does not pay for) and put its functions in their place on the class.
+
     def write_array(self, arr: np.ndarray) -> int:
         """Write the longest prefix of ``arr`` that fits, one record per element (or per row of a
-        2-D ``uint8`` array), publish once, return how many. See ``ringbuf.arrays``."""
-        return (_arrays or _load_arrays()).write_array(self, arr)
+        2-D array), publish once, return how many. See ``ringbuf.arrays``."""
+        return _load_arrays().write_array(self, arr)
 
     def read_array(self, dtype: Any, max_records: int = 1024) -> np.ndarray:
         """Copy out up to ``max_records`` records of exactly ``dtype.itemsize`` bytes as one array.
         See ``ringbuf.arrays``."""
-        return (_arrays or _load_arrays()).read_array(self, dtype, max_records)
+        return _load_arrays().read_array(self, dtype, max_records)
 
     def _array_views(self) -> dict[Any, Any]:
         """numpy views of the data area for ``ringbuf.arrays`` (made on first use, dropped by ``close``)."""
@@ -550,12 +568,9 @@ def _run_length(lens: list[int], n: int) -> int:
     return len(lens)
 
 
-_arrays: Any = None  # ringbuf.arrays, imported on first use so that importing a ring does not import numpy
-
-
 def _load_arrays() -> Any:
-    global _arrays
     from ringbuf import arrays
 
-    _arrays = arrays
+    Ring.write_array = arrays.write_array  # type: ignore[method-assign,assignment]
+    Ring.read_array = arrays.read_array  # type: ignore[method-assign,assignment]
     return arrays

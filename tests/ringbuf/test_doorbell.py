@@ -290,3 +290,30 @@ def test_doorbell_is_inheritable_and_rings_from_another_interpreter(bells: Calla
 def test_unknown_wait_strategy_is_rejected(make_ring: Callable[[], Ring], bells: Callable[[], Doorbell]) -> None:
     with pytest.raises(BadRingConfig, match="'busy'"):
         Consumer([make_ring()], bells(), "busy")
+
+
+def test_a_deferred_wake_rings_only_a_sleeping_consumer(
+    make_ring: Callable[[], Ring], bells: Callable[[], Doorbell], long_slice: None
+) -> None:
+    ring, bell = make_ring(), bells()
+    producer = Producer(ring, bell)
+    ring.write(b"written without the doorbell")
+    producer.wake()
+    assert bell.drain() == 0  # nobody sleeps: no system call, nothing rung
+
+    consumer = Consumer([ring], bell, "block")
+    ring.read()
+    ring.commit()
+    result: list[bool] = []
+    waiter = threading.Thread(target=lambda: result.append(consumer.wait(timeout=10.0)))
+    waiter.start()
+    deadline = time.monotonic() + 10
+    while not ring.consumer_sleeping():
+        assert time.monotonic() < deadline and waiter.is_alive()
+        time.sleep(0.001)
+    ring.write(b"late")
+    producer.wake()
+    waiter.join(timeout=5)
+
+    assert result == [True]
+    assert ring.read() == [b"late"]
