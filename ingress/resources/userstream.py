@@ -68,23 +68,17 @@ class UserDataStream:
         answer(resp, {"listenKey": key})
 
     async def on_put(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
-        user_id = await self._user(req)
-        key = await self._key(req)
-        try:
-            ok = await listenkeys.keep_alive(self._redis(), user_id, key)
-        except ApiError:
-            raise
-        except Exception as exc:
-            raise ApiError(-1000, f"the listenKey store is unavailable: {type(exc).__name__}", 500) from exc
-        if not ok:
-            raise ApiError(NO_SUCH_KEY, f"listenKey {key[:8]}... does not exist", 400)
-        answer(resp, {})
+        await self._existing_key(req, resp, listenkeys.keep_alive)
 
     async def on_delete(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
+        await self._existing_key(req, resp, listenkeys.close_key)
+
+    async def _existing_key(self, req: falcon.asgi.Request, resp: falcon.asgi.Response, operation: Any) -> None:
+        """Renew (PUT) or close (DELETE) one of the caller's listenKeys; -1125 when it is not theirs or gone."""
         user_id = await self._user(req)
         key = await self._key(req)
         try:
-            ok = await listenkeys.close_key(self._redis(), user_id, key)
+            ok = await operation(self._redis(), user_id, key)
         except ApiError:
             raise
         except Exception as exc:
