@@ -45,9 +45,8 @@ from deploy.log import log_event
 from ringbuf.ring import Ring
 from shards.events import encode_events
 from shards.protocol import Event
-from shards.stream import FIELD_EVENTS, FIELD_FIRST, FIELD_LAST, stream_key
+from shards.stream import FIELD_LAST, entry_fields, stream_key
 
-FIELD_POSITIONS = b"r"
 _POS = struct.Struct("<QQ")
 RETRY_MIN_S = 0.05
 RETRY_MAX_S = 1.0
@@ -112,8 +111,9 @@ class RedisJournal:
         if floor is not None:
             args += [b"MINID", floor]
             self.trim_floor = None
-        args += [b"*", FIELD_FIRST, b"%d" % (self.last_seq + 1), FIELD_LAST, b"%d" % last_seq, FIELD_EVENTS, data]
-        args += [FIELD_POSITIONS, encode_positions(self.rings)]
+        args.append(b"*")
+        for name, value in entry_fields(self.last_seq + 1, last_seq, data, encode_positions(self.rings)).items():
+            args += (name, value)
         conn = self._conn
         try:
             conn.send_packed_command([pack_command(args)], check_health=False)

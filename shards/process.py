@@ -86,12 +86,11 @@ def _stamped(cmd: Any, now: int) -> Any:
 
 
 class NullEventSink:
-    """The journal seam, not yet a journal: ``append`` drops the batch's events.
+    """The sink of a shard loop without Redis (tests of the loop alone): it drops events.
 
-    The group-commit journal to the shard's Redis stream (DESIGN.md,
-    "Durability and recovery") replaces this with a sink whose ``append``
-    returns only once the events are in Redis; the loop already calls it
-    between applying a batch and sending its answers, the one place it must go.
+    ``run`` uses it only when ``config.redis.url`` is empty, which the launcher
+    never allows (it always resolves an embedded or external Redis), and logs
+    ``shard_not_durable`` when it does. Its methods mirror ``RedisJournal``'s.
     """
 
     def append(self, events: list[Event]) -> None:

@@ -45,9 +45,9 @@ import redis
 from deploy.log import log_event
 from ringbuf.ring import Ring
 from shards.engine import Engine
-from shards.journal import FIELD_POSITIONS, RedisJournal, decode_positions
+from shards.journal import RedisJournal, decode_positions
 from shards.protocol import SymbolSpec
-from shards.stream import decode_entry, entry_range, stream_key
+from shards.stream import FIELD_POSITIONS, decode_entry, entry_range, stream_key
 
 MAGIC = b"MESF"
 VERSION = 1

@@ -5,11 +5,13 @@ group-committed batch (never one entry per event: redis-py tops out near
 75 000 entries/s, see LIMITS.md). An entry holds the batch's sequence range
 and the events packed by ``shards.events.encode_events``::
 
-    XADD exchange:shard:<index>:events * f <first seq> l <last seq> e <packed events>
+    XADD exchange:shard:<index>:events * f <first seq> l <last seq> e <packed events> [r <ring positions>]
 
 Readers (persist, wsfeed, a restarting shard) unpack entries with
 ``decode_entry``; ``first``/``last`` let them skip what they already applied
-without unpacking, and make a gap in the sequence visible.
+without unpacking, and make a gap in the sequence visible. ``r`` is written
+by the shard's journal and read only by its recovery (``shards/journal.py``
+says what it holds); other readers ignore it.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from shards.protocol import Event
 FIELD_FIRST = b"f"
 FIELD_LAST = b"l"
 FIELD_EVENTS = b"e"
+FIELD_POSITIONS = b"r"
 
 
 def stream_key(shard: int) -> str:
@@ -29,13 +32,17 @@ def stream_key(shard: int) -> str:
     return f"exchange:shard:{shard}:events"
 
 
+def entry_fields(first_seq: int, last_seq: int, packed_events: bytes, positions: bytes = b"") -> dict[bytes, bytes]:
+    """Fields of one stream entry holding the already packed events ``first_seq..last_seq``."""
+    fields = {FIELD_FIRST: b"%d" % first_seq, FIELD_LAST: b"%d" % last_seq, FIELD_EVENTS: packed_events}
+    if positions:
+        fields[FIELD_POSITIONS] = positions
+    return fields
+
+
 def encode_entry(events: Sequence[Event]) -> dict[bytes, bytes]:
     """Fields of one stream entry for a non-empty batch of consecutive events."""
-    return {
-        FIELD_FIRST: b"%d" % events[0].seq,
-        FIELD_LAST: b"%d" % events[-1].seq,
-        FIELD_EVENTS: encode_events(events),
-    }
+    return entry_fields(events[0].seq, events[-1].seq, encode_events(events))
 
 
 def entry_range(fields: Mapping[bytes, bytes]) -> tuple[int, int]:
