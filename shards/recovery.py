@@ -227,7 +227,7 @@ class Snapshotter:
         engine: Engine,
         journal: RedisJournal,
         rings: Sequence[Ring],
-        interval_s: float,
+        interval_s: int,
     ) -> None:
         self.path = snapshot_path(data_dir, shard)
         self.shard = shard
