@@ -24,6 +24,7 @@ import redis.asyncio as aioredis
 
 from ingress.dispatch import EngineClient
 from ingress.errors import install_error_handlers
+from ingress.fastpath import PATH, FastOrderPost
 from ingress.resources import admin, health, history, market, orders, userstream
 from ingress.resources.base import Context
 from ingress.symbols import Catalog
@@ -80,12 +81,18 @@ class ExchangeApp(falcon.asgi.App):
     """falcon's ASGI App with the exchange context at ``.exchange`` (for the worker and tests).
 
     falcon decodes the query string before any error handler can see the request:
-    a query string that is not UTF-8 is answered here, as -1100.
+    a query string that is not UTF-8 is answered here, as -1100. A plain signed
+    ``POST /api/v3/order`` goes through the fast lane first (``ingress/fastpath.py``).
     """
 
     exchange: Context
+    fast_order: FastOrderPost | None = None  # the fast lane of POST /api/v3/order (``ingress/fastpath.py``)
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:  # type: ignore[override]
+        fast = self.fast_order
+        if fast is not None and scope["type"] == "http" and scope["path"] == PATH and scope["method"] == "POST":
+            if await fast(scope, send):
+                return
         try:
             await super().__call__(scope, receive, send)
         except UnicodeDecodeError:
@@ -96,8 +103,8 @@ class ExchangeApp(falcon.asgi.App):
             await send({"type": "http.response.body", "body": _BAD_QUERY})
 
 
-def create_app(config: Any, engine: EngineClient) -> ExchangeApp:
-    """The falcon ASGI app of one ingress worker."""
+def create_app(config: Any, engine: EngineClient, *, fast_lane: bool = True) -> ExchangeApp:
+    """The falcon ASGI app of one ingress worker (``fast_lane=False``: every request through falcon)."""
     catalog = Catalog.from_config(config)
     users = UserDirectory(config.postgres.url)
     ctx = Context(config, engine, catalog, users)
@@ -121,4 +128,5 @@ def create_app(config: Any, engine: EngineClient) -> ExchangeApp:
     userstream.register(app, ctx)
     history.register(app, ctx)
     app.exchange = ctx
+    app.fast_order = FastOrderPost(ctx) if fast_lane else None
     return app

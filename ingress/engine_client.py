@@ -16,6 +16,12 @@ A call::
     sweeper: a request older than answer_timeout_ms -> EngineTimeout (entry removed)
     caller cancelled (client gone) -> entry removed at once
 
+A batch (``call_batch``, the REST ``batchOrders``) sends each shard's new orders
+as ``NewOrders`` records, as many orders per record as the ring's max_record
+allows (100 orders are one record of ~8.5 kB): one ring write, one doorbell, one
+pending entry and one ``Results`` answer per shard and request, instead of one
+of each per order.
+
 Request ids are unique per process life (``first_request_id``), so answers left in
 the ring for a previous life of this worker are dropped as late, never mistaken.
 
@@ -45,8 +51,18 @@ from deploy.topology import ProcessContext
 from ingress.dispatch import EngineBusy, EngineTimeout
 from ringbuf.doorbell import AsyncConsumer, Doorbell, Producer
 from ringbuf.ring import Ring
-from shards.protocol import Result
-from shards.wire import AnswerAssembler, Ping, Pong, decode_answer, encode_command, encode_commands
+from shards.protocol import NewOrder, Result
+from shards.wire import (
+    AnswerAssembler,
+    Ping,
+    Pong,
+    Results,
+    decode_answer,
+    encode_command,
+    encode_commands,
+    encode_new_orders,
+    new_orders_per_record,
+)
 
 log = logging.getLogger("ingress.engine_client")
 
@@ -83,6 +99,7 @@ class RingEngineClient:
         self._consumer = AsyncConsumer(
             self._answer_rings, Doorbell.from_fd(ctx.doorbell_fds[f"ingress.{worker_index}"])
         )
+        self._orders_per_record = [max(1, new_orders_per_record(ring.max_record)) for ring in self._command_rings]
         self._assembler = AnswerAssembler()
         self._pending: dict[int, asyncio.Future[Result]] = {}
         self._next_rid = first_request_id()
@@ -181,9 +198,13 @@ class RingEngineClient:
     async def call_batch(self, items: Sequence[tuple[int, object]]) -> list[Result | Exception]:
         """Send several commands, each shard's in item order with one ring publish; one entry per item.
 
-        A shard answers its ring in order, and the sweeper expires requests oldest first, so
-        once the last request of a shard's group is done, all of that group are: the call
-        awaits one future per shard, not one per item.
+        New orders travel as ``NewOrders`` records (as many orders per record as the ring's
+        ``max_record`` allows): one record, one future and one answer per shard for a
+        whole batch. Other commands go one record each. A shard answers its ring in order,
+        and the sweeper expires requests oldest first, so once the last request of a
+        shard's group is done, all of that group are: the call awaits the last first.
+        A record that does not fit the ring leaves its items and every later item of that
+        shard as EngineBusy (nothing of them sent).
         """
         if self._broken is not None:
             return [EngineTimeout(self._broken) for _ in items]
@@ -195,40 +216,63 @@ class RingEngineClient:
         create_future = self._loop.create_future  # type: ignore[union-attr]
         rings = self._command_rings
         rid = self._next_rid
-        groups: list[list[tuple[int, int, asyncio.Future[Result]]]] = []
+        # (positions answered by this request, request id, future, True when its answer is a Results record)
+        groups: list[list[tuple[list[int], int, asyncio.Future[Result], bool]]] = []
         for shard, positions in by_shard.items():
-            records = encode_commands(rid, [items[i][1] for i in positions])
-            sent = rings[shard].write_batch(records)
+            cmds = [items[i][1] for i in positions]
+            ring = rings[shard]
+            if len(cmds) > 1 and all(type(c) is NewOrder for c in cmds):
+                per = self._orders_per_record[shard]
+                parts = [positions[k : k + per] for k in range(0, len(positions), per)]
+                records = [
+                    encode_new_orders(rid + j, cmds[k : k + per]) for j, k in enumerate(range(0, len(cmds), per))
+                ]
+                batched = True
+            else:
+                parts = [[i] for i in positions]
+                records = encode_commands(rid, cmds)
+                batched = False
+            sent = ring.write_batch(records)
             if sent:
                 group = []
                 for k in range(sent):
                     fut = create_future()
                     pending[rid + k] = fut
-                    group.append((positions[k], rid + k, fut))
+                    group.append((parts[k], rid + k, fut, batched))
                 groups.append(group)
                 rid += sent
                 self.sent += sent
                 self._written[shard] = True
-            for i in positions[sent:]:
-                self.busy += 1
-                out[i] = EngineBusy(f"command ring of shard {shard} is full")
+            for part in parts[sent:]:
+                for i in part:
+                    self.busy += 1
+                    out[i] = EngineBusy(f"command ring of shard {shard} is full")
         self._next_rid = rid
         if groups and not self._bell_scheduled:
             self._bell_scheduled = True
             self._loop.call_soon(self._ring_bells)  # type: ignore[union-attr]
         try:
             for group in groups:
-                for i, _, fut in reversed(group):  # the last first: usually the others are done then
+                for part, _, fut, batched in reversed(group):  # the last first: usually the others are done then
                     if not fut.done():
                         try:
                             await fut
                         except EngineTimeout:
                             pass
                     exc = fut.exception()
-                    out[i] = exc if exc is not None else fut.result()
+                    res: object = exc if exc is not None else fut.result()
+                    if batched and type(res) is Results:
+                        answers = res[0]  # type: ignore[index]
+                        if len(answers) == len(part):
+                            for i, answer in zip(part, answers, strict=True):
+                                out[i] = answer
+                            continue
+                        res = EngineTimeout(f"shard answered {len(answers)} results to {len(part)} orders")
+                    for i in part:
+                        out[i] = res  # type: ignore[assignment]
         except asyncio.CancelledError:
             for group in groups:
-                for _, request_id, _ in group:
+                for _, request_id, _, _ in group:
                     pending.pop(request_id, None)
             raise
         return out  # type: ignore[return-value]

@@ -235,10 +235,16 @@ async def _on_http_error(
     _write(resp, status, code, msg, headers)
 
 
-async def _on_unexpected(req: falcon.asgi.Request, resp: falcon.asgi.Response, ex: Exception, params: dict) -> None:
+def unexpected_exception(ex: BaseException, method: str, path: str) -> ApiError:
+    """An exception nothing expected: logged with a request id, answered 500 / -1000 naming that id."""
     request_id = f"{_worker_tag}-{next(_request_ids)}"
-    log.error("unexpected error request_id=%s method=%s path=%s", request_id, req.method, req.path, exc_info=ex)
-    _write(resp, 500, -1000, f"unexpected error; request id {request_id}", None)
+    log.error("unexpected error request_id=%s method=%s path=%s", request_id, method, path, exc_info=ex)
+    return ApiError(-1000, f"unexpected error; request id {request_id}", 500)
+
+
+async def _on_unexpected(req: falcon.asgi.Request, resp: falcon.asgi.Response, ex: Exception, params: dict) -> None:
+    err = unexpected_exception(ex, req.method, req.path)
+    _write(resp, err.http_status, err.code, err.msg, None)
 
 
 def install_error_handlers(app: falcon.asgi.App) -> None:

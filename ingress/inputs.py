@@ -39,7 +39,8 @@ class Inputs:
         self.signature_in = signature_in  # "query", "form", "json" or "" (no signature)
 
 
-def _duplicate(params: dict[str, Any], where: str) -> None:
+def check_no_duplicates(params: dict[str, Any], where: str) -> None:
+    """-1100 naming a parameter sent more than once in one source (falcon parsed it into a list)."""
     for name, value in params.items():
         if type(value) is list:
             raise Malformed(f"parameter '{name}' was sent more than once in the {where}")
@@ -82,7 +83,7 @@ def parse_form_body(body: bytes) -> dict[str, Any]:
     except UnicodeDecodeError:
         raise Malformed("form body is not valid UTF-8") from None
     params = parse_query_string(text, keep_blank=True, csv=False)
-    _duplicate(params, "form body")
+    check_no_duplicates(params, "form body")
     return params
 
 
@@ -101,7 +102,7 @@ async def read_inputs(req: falcon.asgi.Request, max_body_bytes: int) -> Inputs:
     """Read and merge the request's parameters (query string wins over the body)."""
     query_params = cast(dict[str, Any], req.params)
     if query_params:
-        _duplicate(query_params, "query string")
+        check_no_duplicates(query_params, "query string")
     body = await read_body(req, max_body_bytes)
     if not body:
         return Inputs(query_params, req.query_string, NO_BODY, "query" if "signature" in query_params else "")

@@ -54,6 +54,7 @@ async def _serve(config: Config, ctx: ProcessContext, index: int, stop: _StopFla
                 lifespan="on",
                 log_level="warning",
                 access_log=False,
+                proxy_headers=False,  # nothing reads the client address: skip that per-request middleware
                 timeout_graceful_shutdown=GRACEFUL_S,
             )
         )

@@ -30,6 +30,13 @@ Command records (ingress worker -> matching shard)::
   ``Ping`` (type 9) is a wire-only record that the shard answers with ``Pong``
   without touching its engine.
 
+  ``NewOrders`` (type 10) carries several new orders of one request (a
+  ``batchOrders`` call) as one record: ``u16 n`` then n NewOrder bodies (the
+  NewOrder layout above without type and request id). The shard applies them
+  in order in one loop turn and answers them with one ``Results`` record, so a
+  batch costs one ring record, one doorbell and one answer per shard, not one
+  of each per order. ``new_orders_per_record(max_record)`` says how many fit.
+
 Answer records (matching shard -> ingress worker)::
 
     +------+------------+--------------------------------------------+
@@ -42,9 +49,10 @@ Answer records (matching shard -> ingress worker)::
     DepthView      u32 symbol | i64 last update id | u32 nb | u32 na | (nb + na) x (i64 price, i64 qty)
     BookTickerView u32 symbol | i64 bid price | i64 bid qty | i64 ask price | i64 ask qty
     Pong           u32 shard index
+    Results        u16 n | n x (u8 kind 1 or 3 | that kind's OrderResult or Rejected body): the answer to NewOrders
     view = u32 symbol | u64 order id | coid | u64 user | u8 side, type, tif, stp | i64 price, orig qty,
            executed qty, cum quote, orig quote qty | u8 status | i64 time, update time, working time
-    (kinds: 1 OrderResult, 2 OrdersResult, 3 Rejected, 4 DepthView, 5 BookTickerView, 6 Pong)
+    (kinds: 1 OrderResult, 2 OrdersResult, 3 Rejected, 4 DepthView, 5 BookTickerView, 6 Pong, 7 Results)
 
   An answer longer than the ring's ``max_record`` (a deep book, a large
   OrdersResult, a taker order with thousands of fills) is cut by
@@ -124,6 +132,18 @@ class Pong(NamedTuple):
     shard: int
 
 
+class NewOrders(NamedTuple):
+    """Several new orders sent as one record (type 10); the shard answers ``Results``."""
+
+    orders: tuple[NewOrder, ...]
+
+
+class Results(NamedTuple):
+    """Answer to ``NewOrders``: one ``OrderResult`` or ``Rejected`` per order, in order."""
+
+    results: tuple[Result, ...]
+
+
 # --- command records -------------------------------------------------------------
 
 T_NEW_ORDER = 1
@@ -135,6 +155,7 @@ T_QUERY_OPEN_ORDERS = 6
 T_QUERY_DEPTH = 7
 T_QUERY_BOOK_TICKER = 8
 T_PING = 9
+T_NEW_ORDERS = 10
 
 _new = tuple.__new__  # builds a NamedTuple from a sequence, skipping its Python-level __new__
 
@@ -150,6 +171,9 @@ _QUERY_OPEN_ORDERS = struct.Struct(_HEAD + "IQ")
 _QUERY_DEPTH = struct.Struct(_HEAD + "II")
 _QUERY_BOOK_TICKER = struct.Struct(_HEAD + "I")
 _PING = struct.Struct(_HEAD)
+_NEW_ORDERS_HEAD = struct.Struct(_HEAD + "H")
+_NEW_ORDER_BODY = struct.Struct("<IQ" + _COID + "BBBqqqBq")
+NEW_ORDERS_MAX = 0xFFFF  # orders in one NewOrders record (u16 count)
 
 COMMAND_SIZE = {
     NewOrder: _NEW_ORDER.size,
@@ -162,6 +186,48 @@ COMMAND_SIZE = {
     QueryBookTicker: _QUERY_BOOK_TICKER.size,
     Ping: _PING.size,
 }
+
+
+def new_orders_per_record(max_record: int) -> int:
+    """How many orders one NewOrders record of at most ``max_record`` bytes holds."""
+    return max(0, min(NEW_ORDERS_MAX, (max_record - _NEW_ORDERS_HEAD.size) // _NEW_ORDER_BODY.size))
+
+
+def encode_new_orders(rid: int, orders: Sequence[NewOrder]) -> bytes:
+    """One NewOrders record holding ``orders`` (check their number with ``new_orders_per_record``)."""
+    if len(orders) > NEW_ORDERS_MAX:
+        raise WireError(f"{len(orders)} orders do not fit one NewOrders record (at most {NEW_ORDERS_MAX})")
+    pack = _NEW_ORDER_BODY.pack
+    parts = [_NEW_ORDERS_HEAD.pack(T_NEW_ORDERS, rid, len(orders))]
+    try:
+        for c in orders:
+            coid = c[2].encode()
+            if len(coid) > MAX_CLIENT_ORDER_ID:
+                coid = _coid(c[2])  # raises, naming the value
+            parts.append(pack(c[0], c[1], coid, c[3], c[4], c[5], c[6], c[7], c[8], c[9], c[10]))
+    except struct.error as exc:
+        raise WireError(f"cannot encode a new order of request {rid}: {exc}") from None
+    return b"".join(parts)
+
+
+def decode_new_orders(buf: bytes | memoryview, ts: int | None = None) -> tuple[int, list[NewOrder]]:
+    """``(request id, orders)`` of a NewOrders record; with ``ts``, each order is stamped with it."""
+    try:
+        _, rid, n = _NEW_ORDERS_HEAD.unpack_from(buf)
+        size = _NEW_ORDERS_HEAD.size + n * _NEW_ORDER_BODY.size
+        if len(buf) < size:
+            raise WireError(f"NewOrders record announces {n} orders but holds {len(buf)} bytes")
+        orders = []
+        append = orders.append
+        for v in _NEW_ORDER_BODY.iter_unpack(buf[_NEW_ORDERS_HEAD.size : size]):
+            w = list(v)
+            w[2] = w[2].decode()
+            if ts is not None:
+                w[10] = ts
+            append(_new(NewOrder, w))
+    except (struct.error, UnicodeDecodeError) as exc:
+        raise WireError(f"malformed NewOrders record of {len(buf)} bytes: {exc}") from None
+    return rid, orders
 
 
 def _coid(value: str) -> bytes:
@@ -210,6 +276,10 @@ def _enc_ping(rid: int, c: Ping) -> bytes:
     return _PING.pack(T_PING, rid)
 
 
+def _enc_new_orders(rid: int, c: NewOrders) -> bytes:
+    return encode_new_orders(rid, c[0])
+
+
 _CMD_ENCODERS: dict[type, Callable[[int, object], bytes]] = {
     NewOrder: _enc_new_order,  # type: ignore[dict-item]
     CancelOrder: _enc_cancel_order,  # type: ignore[dict-item]
@@ -220,6 +290,7 @@ _CMD_ENCODERS: dict[type, Callable[[int, object], bytes]] = {
     QueryDepth: _enc_query_depth,  # type: ignore[dict-item]
     QueryBookTicker: _enc_query_book_ticker,  # type: ignore[dict-item]
     Ping: _enc_ping,  # type: ignore[dict-item]
+    NewOrders: _enc_new_orders,  # type: ignore[dict-item]
 }
 
 
@@ -289,6 +360,11 @@ def _dec_ping(buf: bytes | memoryview) -> tuple[int, object]:
     return _PING.unpack_from(buf)[1], Ping()
 
 
+def _dec_new_orders(buf: bytes | memoryview) -> tuple[int, object]:
+    rid, orders = decode_new_orders(buf)
+    return rid, NewOrders(tuple(orders))
+
+
 def _bad_type(buf: bytes | memoryview) -> tuple[int, object]:
     raise WireError(f"unknown command record type {buf[0]}")
 
@@ -304,7 +380,8 @@ _CMD_DECODERS: tuple[Callable[[bytes | memoryview], tuple[int, object]], ...] = 
     _dec_query_depth,
     _dec_query_book_ticker,
     _dec_ping,
-) + (_bad_type,) * 246
+    _dec_new_orders,
+) + (_bad_type,) * 245
 
 
 def decode_command(buf: bytes | memoryview) -> tuple[int, object]:
@@ -328,6 +405,7 @@ K_REJECTED = 3
 K_DEPTH = 4
 K_BOOK_TICKER = 5
 K_PONG = 6
+K_RESULTS = 7
 
 _VIEW = "IQ" + _COID + "QBBBBqqqqqBqqq"  # OrderView, protocol.py order
 _VIEW_S = struct.Struct("<" + _VIEW)
@@ -340,6 +418,9 @@ _DEPTH_HEAD = struct.Struct(_HEAD + "IqII")
 _BOOK_TICKER = struct.Struct(_HEAD + "Iqqqq")
 _PONG = struct.Struct(_HEAD + "I")
 _ANSWER_HEAD = struct.Struct(_HEAD)
+_RESULTS_HEAD = struct.Struct(_HEAD + "H")
+_ORDER_BODY = struct.Struct("<B" + _VIEW + "I")  # kind K_ORDER, view, fill count (inside Results)
+_REJECTED_BODY = struct.Struct("<BiH")  # kind K_REJECTED, code, message length (inside Results)
 ANSWER_HEAD_SIZE = _ANSWER_HEAD.size
 
 
@@ -391,6 +472,37 @@ def _enc_pong(rid: int, r: Pong) -> bytes:
     return _PONG.pack(K_PONG, rid, r[0])
 
 
+def encode_results(rid: int, results: Sequence[object]) -> bytes:
+    """The Results answer record (kind 7) of a NewOrders request: OrderResult or Rejected items."""
+    if len(results) > NEW_ORDERS_MAX:
+        raise WireError(f"{len(results)} results do not fit one Results record (at most {NEW_ORDERS_MAX})")
+    parts = [_RESULTS_HEAD.pack(K_RESULTS, rid, len(results))]
+    append = parts.append
+    order_pack = _ORDER_BODY.pack
+    fill_pack = _FILL.pack
+    for r in results:
+        kind = type(r)
+        if kind is OrderResult:
+            o = r[0]  # type: ignore[index]
+            fills = r[1]  # type: ignore[index]
+            coid = o[2].encode()
+            if len(coid) > MAX_CLIENT_ORDER_ID:
+                coid = _coid(o[2])  # raises, naming the value
+            append(order_pack(
+                K_ORDER, o[0], o[1], coid, o[3], o[4], o[5], o[6], o[7], o[8], o[9], o[10], o[11], o[12],
+                o[13], o[14], o[15], o[16], len(fills),
+            ))  # fmt: skip
+            for f in fills:
+                append(fill_pack(*f))
+        elif kind is Rejected:
+            msg = r[1].encode()[:MAX_REJECT_MSG]  # type: ignore[index]
+            append(_REJECTED_BODY.pack(K_REJECTED, r[0], len(msg)))  # type: ignore[index]
+            append(msg)
+        else:
+            raise WireError(f"a Results record holds OrderResult or Rejected, not {kind.__name__}")
+    return b"".join(parts)
+
+
 _ANS_ENCODERS: dict[type, Callable[[int, object], bytes]] = {
     OrderResult: _enc_order,  # type: ignore[dict-item]
     OrdersResult: _enc_orders,  # type: ignore[dict-item]
@@ -398,6 +510,7 @@ _ANS_ENCODERS: dict[type, Callable[[int, object], bytes]] = {
     DepthView: _enc_depth,  # type: ignore[dict-item]
     BookTickerView: _enc_book_ticker,  # type: ignore[dict-item]
     Pong: _enc_pong,  # type: ignore[dict-item]
+    Results: lambda rid, r: encode_results(rid, r[0]),  # type: ignore[index]
 }
 
 
@@ -467,6 +580,41 @@ def _dec_pong(buf: bytes | memoryview) -> tuple[int, Result]:
     return v[1], Pong(v[2])  # type: ignore[return-value]
 
 
+def _dec_results(buf: bytes | memoryview) -> tuple[int, Result]:
+    _, rid, n = _RESULTS_HEAD.unpack_from(buf)
+    off = _RESULTS_HEAD.size
+    order_unpack = _ORDER_BODY.unpack_from
+    order_size = _ORDER_BODY.size
+    fill_size = _FILL.size
+    out: list[Result] = []
+    append = out.append
+    for _ in range(n):
+        kind = buf[off]
+        if kind == K_ORDER:
+            v = list(order_unpack(buf, off))
+            off += order_size
+            v[3] = v[3].decode()
+            view = _new(OrderView, v[1:18])
+            nf = v[18]
+            if nf:
+                end = off + nf * fill_size
+                if len(buf) < end:
+                    raise WireError(f"Results item announces {nf} fills but the record ends first")
+                fills = tuple([_new(Fill, f) for f in _FILL.iter_unpack(buf[off:end])])
+                off = end
+            else:
+                fills = ()
+            append(_new(OrderResult, (view, fills)))
+        elif kind == K_REJECTED:
+            _, code, m = _REJECTED_BODY.unpack_from(buf, off)
+            off += _REJECTED_BODY.size
+            append(Rejected(code, bytes(buf[off : off + m]).decode(errors="replace")))
+            off += m
+        else:
+            raise WireError(f"unknown Results item kind {kind} at byte {off}")
+    return rid, Results(tuple(out))  # type: ignore[return-value]
+
+
 def _bad_kind(buf: bytes | memoryview) -> tuple[int, Result]:
     raise WireError(f"unknown answer record kind {buf[0]}")
 
@@ -479,7 +627,8 @@ _ANS_DECODERS: tuple[Callable[[bytes | memoryview], tuple[int, Result]], ...] = 
     _dec_depth,
     _dec_book_ticker,
     _dec_pong,
-) + (_bad_kind,) * 249
+    _dec_results,
+) + (_bad_kind,) * 248
 
 
 def decode_answer(buf: bytes | memoryview) -> tuple[int, Result]:

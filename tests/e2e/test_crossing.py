@@ -107,7 +107,8 @@ async def _client(rest_url: str, users, symbols, seed: int) -> list[tuple[dict, 
 
 
 def test_concurrent_crossing_orders_obey_the_matching_rules(exchange_factory):
-    ex = exchange_factory(engine={"shards": 2}, rest={"workers": 2})
+    # the shards wait with "hybrid" here (spin, then sleep on the doorbell); the other e2e tests use "block"
+    ex = exchange_factory(engine={"shards": 2, "wait_strategy": "hybrid", "spin_us": 20}, rest={"workers": 2})
     api = Api(ex.rest_url, ex.admin_token)
     users = [api.new_user(), api.new_user()]
     on_shard = {shard_for(s, 2): s for s in reversed(SYMBOLS)}

@@ -255,7 +255,7 @@ def test_cancelled_batch_leaves_no_pending_entry(rig):
 
     before, after = _run(rig, body)
 
-    assert before == 10
+    assert before == 2  # one NewOrders request per shard
     assert after == 0
 
 
@@ -426,5 +426,82 @@ def test_a_silent_shard_times_out_every_request_of_a_batch():
     finally:
         rig.close()
 
-    assert all(isinstance(r, EngineTimeout) for r in results)
-    assert (pending, timeouts) == (0, 500)
+    assert len(results) == 500 and all(isinstance(r, EngineTimeout) for r in results)
+    assert (pending, timeouts) == (0, 1)  # the 500 orders went as one NewOrders request
+
+
+def test_batch_answers_each_order_with_its_own_result_or_reject(rig):
+    rig.start_shard(0)
+    sym = _sym(rig.config, 0)
+    items = [
+        (0, _limit(sym, 1, "m1", Side.SELL, 10_000, 2)),
+        (0, _limit(sym, 1, "m1", Side.SELL, 10_001, 2)),  # duplicate open client order id: rejected alone
+        (0, _limit(sym, 2, "t1", Side.BUY, 10_000, 3)),  # takes m1
+    ]
+
+    async def body(client):
+        return await client.call_batch(items), client.stats()
+
+    results, stats = _run(rig, body)
+
+    assert type(results[0]) is OrderResult and results[0].order.client_order_id == "m1"
+    assert type(results[1]) is Rejected and results[1].code == -2010
+    assert type(results[2]) is OrderResult and [(f.price, f.qty) for f in results[2].fills] == [(10_000, 2)]
+    assert (stats["sent"], stats["answered"], stats["pending"]) == (1, 1, 0)
+
+
+def test_an_order_whose_apply_raises_is_answered_alone_with_internal_error(rig):
+    loop = rig.start_shard(0)
+    sym = _sym(rig.config, 0)
+    apply = loop.engine.apply
+
+    def flaky(cmd):
+        if getattr(cmd, "client_order_id", "") == "boom":
+            raise RuntimeError("engine bug")
+        return apply(cmd)
+
+    loop.engine.apply = flaky  # type: ignore[method-assign]
+    items = [(0, _limit(sym, 1, c, Side.BUY, 100, 1)) for c in ("a", "boom", "b")]
+
+    async def body(client):
+        return await client.call_batch(items)
+
+    results = _run(rig, body)
+
+    assert [type(r) for r in results] == [OrderResult, Rejected, OrderResult]
+    assert results[1].code == -1000 and "status unknown" in results[1].msg
+    assert loop.internal_errors == 1
+    assert loop.commands == 3
+
+
+def _raw_answer(rig: Rig, record: bytes) -> tuple[int, object]:
+    ring = rig.rings[rig.topology.command_ring(0, 0)]
+    answers = rig.rings[rig.topology.answer_ring(0, 0)]
+    ring.write(record)
+    Doorbell(rig.doorbells["shard.0"].fd).ring()
+    for _ in range(500):
+        records = answers.read()
+        if records:
+            return wire.decode_answer(records[0])
+        threading.Event().wait(0.01)
+    raise AssertionError("no answer")
+
+
+def test_truncated_new_orders_record_is_answered_with_internal_error(rig):
+    loop = rig.start_shard(0)
+    sym = _sym(rig.config, 0)
+    record = wire.encode_new_orders(88, [_limit(sym, 1, "a", Side.BUY, 100, 1), _limit(sym, 1, "b", Side.BUY, 100, 1)])
+
+    rid, result = _raw_answer(rig, record[:-10])
+
+    assert rid == 88
+    assert isinstance(result, Rejected) and result.code == -1000
+    assert loop.internal_errors == 1
+
+
+def test_empty_new_orders_record_is_answered_with_no_results(rig):
+    rig.start_shard(0)
+
+    rid, result = _raw_answer(rig, wire.encode_new_orders(89, []))
+
+    assert (rid, result) == (89, wire.Results(()))

@@ -1,0 +1,122 @@
+"""The fast lane for the hottest request: a signed ``POST /api/v3/order`` with its parameters in the query string.
+
+It does what ``resources.orders.Order.on_post`` does, in the same order and with
+the same functions (``inputs``, ``auth``, ``params``, ``views``, ``errors``), but
+straight on the ASGI scope, without building falcon's Request and Response
+objects or routing: those cost about as much as the order's own validation.
+
+It takes only the plain case: method POST, path exactly ``/api/v3/order``, no
+body (no Content-Length other than 0, no Transfer-Encoding), at most one
+``X-MBX-APIKEY`` header and a UTF-8 query string. Anything else returns False
+before touching the request, and falcon serves it as before. Every error is
+answered exactly as ``ingress/errors.py`` maps it for falcon (status, code,
+message, ``Retry-After``). This module never logs except for unexpected
+exceptions (as the falcon error mapping does).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+
+import orjson
+from falcon.util.uri import parse_query_string
+
+from ingress import params as p
+from ingress import views
+from ingress.dispatch import EngineBusy, EngineTimeout
+from ingress.errors import BUSY_MSG, JSON, TIMEOUT_MSG, ApiError, rejected_error, unexpected_exception
+from ingress.inputs import NO_BODY, Inputs, check_allowed, check_no_duplicates
+from ingress.resources.base import unexpected
+from shards.protocol import OrderResult, Rejected
+
+PATH = "/api/v3/order"
+NEW_ORDER = p.ORDER_PARAMS | p.SIGNED_PARAMS
+_JSON = JSON.encode()
+_BUSY_HEADERS = {"Retry-After": "1"}
+
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+
+
+class _Headers:
+    """What ``Authenticator.verify`` reads of a request: its API key header."""
+
+    __slots__ = ("api_key",)
+
+    def __init__(self, api_key: str | None) -> None:
+        self.api_key = api_key
+
+    def get_header(self, name: str) -> str | None:
+        return self.api_key  # verify asks only for X-MBX-APIKEY
+
+
+class FastOrderPost:
+    """``await lane(scope, send)``: True when it answered the request, False to leave it to falcon."""
+
+    def __init__(self, ctx: Any) -> None:
+        self.ctx = ctx
+
+    async def __call__(self, scope: Mapping[str, Any], send: Send) -> bool:
+        api_key: bytes | None = None
+        headers = scope["headers"]
+        if type(headers) is not list:  # ASGI allows any iterable: keep it readable for falcon after us
+            headers = scope["headers"] = [tuple(h) for h in headers]  # type: ignore[index]
+        for name, value in headers:
+            if name == b"x-mbx-apikey":
+                if api_key is not None:
+                    return False
+                api_key = value
+            elif name == b"content-length":
+                if value.strip() != b"0":
+                    return False
+            elif name == b"transfer-encoding":
+                return False
+        try:
+            query = scope["query_string"].decode()
+        except UnicodeDecodeError:
+            return False
+        ctx = self.ctx
+        try:
+            params: dict[str, Any] = parse_query_string(query, keep_blank=True, csv=False) if query else {}
+            if params:
+                check_no_duplicates(params, "query string")
+            inputs = Inputs(params, query, NO_BODY, "query" if "signature" in params else "")
+            key = api_key.decode("latin1") if api_key is not None else None
+            user_id = await ctx.auth.verify(_Headers(key), inputs)
+            check_allowed(params, NEW_ORDER)
+            rules, cmd, resp_type = p.new_order(ctx.catalog, params, user_id)
+            res = await ctx.engine.call(rules.shard, cmd)
+            if type(res) is not OrderResult:
+                raise rejected_error(res) if type(res) is Rejected else unexpected(res)
+            body = orjson.dumps(views.new_order(rules, res.order, res.fills, resp_type))
+        except ApiError as ex:
+            await _error(send, ex.http_status, ex.code, ex.msg, ex.headers)
+            return True
+        except EngineBusy:
+            await _error(send, 503, -1008, BUSY_MSG, _BUSY_HEADERS)
+            return True
+        except EngineTimeout:
+            await _error(send, 500, -1000, TIMEOUT_MSG, None)
+            return True
+        except Exception as ex:  # noqa: BLE001 - answered like falcon's catch-all handler
+            err = unexpected_exception(ex, "POST", PATH)
+            await _error(send, err.http_status, err.code, err.msg, None)
+            return True
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [(b"content-length", str(len(body)).encode()), (b"content-type", _JSON)],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})
+        return True
+
+
+async def _error(send: Send, status: int, code: int, msg: str, headers: Mapping[str, str] | None) -> None:
+    body = orjson.dumps({"code": code, "msg": msg})
+    items = [(b"content-type", _JSON), (b"content-length", str(len(body)).encode())]
+    if headers:
+        items += [(name.lower().encode("latin1"), value.encode("latin1")) for name, value in headers.items()]
+    await send({"type": "http.response.start", "status": status, "headers": items})
+    await send({"type": "http.response.body", "body": body})
