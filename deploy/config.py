@@ -24,10 +24,10 @@ from pathlib import Path
 from typing import Any
 
 from deploy.topology import ROLES
+from ringbuf.doorbell import STRATEGIES as WAIT_STRATEGIES
 from shards.protocol import SymbolSpec
 from shards.routing import shard_for
 
-WAIT_STRATEGIES = ("spin", "yield", "block")
 APPENDFSYNC = ("always", "everysec", "no")
 INT64_MAX = 2**63 - 1
 _SYMBOL_RE = re.compile(r"^[A-Z0-9][A-Z0-9._-]{0,19}$")
@@ -65,12 +65,19 @@ class WsFeedConfig:
     host: str = "127.0.0.1"
     port: int = 4000
     processes: int = 1
+    read_interval_ms: int = 2  # under load, read the streams at most this often (0: read as soon as entries come)
+
+
+@dataclass(frozen=True, kw_only=True)
+class PersistConfig:
+    commit_interval_ms: int = 10  # under load, commit to PostgreSQL at most this often (0: a commit per read)
 
 
 @dataclass(frozen=True, kw_only=True)
 class EngineConfig:
     shards: int = 2
     wait_strategy: str = "block"
+    spin_us: int = 50  # hybrid: how long a shard spins on its rings before it sleeps on the doorbell
     ring_bytes: int = 4194304
     batch_max: int = 512
     flush_us: int = 200
@@ -133,6 +140,7 @@ class Config:
     rest: RestConfig
     wsfeed: WsFeedConfig
     engine: EngineConfig
+    persist: PersistConfig
     accounts: AccountsConfig
     redis: RedisConfig
     postgres: PostgresConfig
@@ -143,8 +151,8 @@ class Config:
         token = "***" if self.admin_token else ""
         return (
             f"Config(data_dir={str(self.data_dir)!r}, admin_token={token!r}, rest={self.rest!r}, "
-            f"wsfeed={self.wsfeed!r}, engine={self.engine!r}, accounts={self.accounts!r}, redis={self.redis!r}, "
-            f"postgres={self.postgres!r}, affinity={dict(self.affinity)!r}, "
+            f"wsfeed={self.wsfeed!r}, engine={self.engine!r}, persist={self.persist!r}, accounts={self.accounts!r}, "
+            f"redis={self.redis!r}, postgres={self.postgres!r}, affinity={dict(self.affinity)!r}, "
             f"symbols=<{len(self.symbols)} symbols: {' '.join(s.symbol for s in self.symbols)}>)"
         )
 
@@ -360,6 +368,7 @@ _TOP_KEYS = {
     "rest",
     "wsfeed",
     "engine",
+    "persist",
     "accounts",
     "redis",
     "postgres",
@@ -371,10 +380,12 @@ _TOP_KEYS = {
 def build_config(raw: Mapping[str, Any], env: Mapping[str, str] = os.environ) -> Config:
     """Validate a parsed TOML document (``{}`` = defaults) and apply the environment overrides."""
     _check_keys(raw, _TOP_KEYS, "")
-    sections = {name: _table(raw, name) for name in ("rest", "wsfeed", "engine", "accounts", "redis", "postgres")}
+    names = ("rest", "wsfeed", "engine", "persist", "accounts", "redis", "postgres")
+    sections = {name: _table(raw, name) for name in names}
     _check_keys(sections["rest"], set(RestConfig.__dataclass_fields__), "rest.")
     _check_keys(sections["wsfeed"], set(WsFeedConfig.__dataclass_fields__), "wsfeed.")
     _check_keys(sections["engine"], set(EngineConfig.__dataclass_fields__), "engine.")
+    _check_keys(sections["persist"], set(PersistConfig.__dataclass_fields__), "persist.")
     _check_keys(sections["accounts"], set(AccountsConfig.__dataclass_fields__), "accounts.")
     _check_keys(sections["redis"], {"url", "appendfsync"}, "redis.")
     _check_keys(sections["postgres"], {"url"}, "postgres.")
@@ -394,11 +405,13 @@ def build_config(raw: Mapping[str, Any], env: Mapping[str, str] = os.environ) ->
         host=_host(t, "host", "wsfeed.", "127.0.0.1"),
         port=_int(t, "port", "wsfeed.", 4000, minimum=0, maximum=65535),
         processes=_int(t, "processes", "wsfeed.", 1, minimum=1),
+        read_interval_ms=_int(t, "read_interval_ms", "wsfeed.", 2, minimum=0, maximum=1000),
     )
     t = sections["engine"]
     engine = EngineConfig(
         shards=_int(t, "shards", "engine.", procs, minimum=1),
         wait_strategy=_choice(t, "wait_strategy", "engine.", "block", WAIT_STRATEGIES),
+        spin_us=_int(t, "spin_us", "engine.", 50, minimum=0, maximum=1_000_000),
         ring_bytes=_int(t, "ring_bytes", "engine.", 4194304, minimum=4096, maximum=2**40),
         batch_max=_int(t, "batch_max", "engine.", 512, minimum=1),
         flush_us=_int(t, "flush_us", "engine.", 200, minimum=0),
@@ -406,6 +419,9 @@ def build_config(raw: Mapping[str, Any], env: Mapping[str, str] = os.environ) ->
     )
     if engine.ring_bytes & (engine.ring_bytes - 1):
         raise ConfigError("engine.ring_bytes", f"must be a power of two, got {engine.ring_bytes}")
+    persist = PersistConfig(
+        commit_interval_ms=_int(sections["persist"], "commit_interval_ms", "persist.", 10, minimum=0, maximum=10_000)
+    )
     t = sections["accounts"]
     enabled = t.get("enabled", False)
     if not isinstance(enabled, bool):
@@ -440,6 +456,7 @@ def build_config(raw: Mapping[str, Any], env: Mapping[str, str] = os.environ) ->
         rest=rest,
         wsfeed=wsfeed,
         engine=engine,
+        persist=persist,
         accounts=accounts,
         redis=redis,
         postgres=postgres,

@@ -29,6 +29,10 @@ Order flow, on every configured symbol round robin, around a mid of 100.00:
 30% IOC limits 20 ticks through the mid (they cross and take what rests, the
 rest expires). Takers take more than makers add, so books stay bounded.
 
+CPU time per order is reported for the ingress workers and shards, and for the
+persist and wsfeed processes that consume every order's events at the same time
+(PostgreSQL and Redis are not counted): on 2 cores they compete for the CPU.
+
 Usage: ``python loadtests/bench_orders.py [--quick] [--duration S] [--connections N]``.
 The last stdout line is one JSON object with the figures.
 """
@@ -50,6 +54,7 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import Sequence
 from decimal import Decimal
 from pathlib import Path
 from urllib.parse import urlencode
@@ -60,6 +65,7 @@ LUA = HERE / "bench_orders_wrk.lua"
 BATCH = 100
 MID_TICKS = 10_000  # 100.00 with tick 0.01
 READY_TIMEOUT_S = 120.0
+ROLES = ("ingress", "shard", "persist", "wsfeed", "postgres", "redis")  # processes whose CPU per order is reported
 BARE_BODY = {
     "symbol": "AAPL",
     "side": "BUY",
@@ -94,16 +100,27 @@ def http_json(method: str, url: str, headers: dict[str, str] | None = None) -> o
 class Exchange:
     """``exchange up`` in a subprocess with a temp data folder and config."""
 
-    def __init__(self, workdir: Path, workers: int, shards: int, wait_strategy: str = "block") -> None:
+    def __init__(
+        self, workdir: Path, workers: int, shards: int, wait_strategy: str = "block", settings: Sequence[str] = ()
+    ) -> None:
         self.token = secrets.token_urlsafe(16)
         self.workdir = workdir
         self.log_path = workdir / "exchange.log"
+        sections: dict[str, dict[str, str]] = {
+            "rest": {"port": str(free_port()), "workers": str(workers), "answer_timeout_ms": "5000",
+                     "recv_window_max_ms": "60000"},
+            "engine": {"shards": str(shards), "wait_strategy": f'"{wait_strategy}"'},
+        }  # fmt: skip
+        for setting in settings:  # "section.key=value", value in TOML syntax
+            name, _, value = setting.partition("=")
+            section, _, key = name.partition(".")
+            sections.setdefault(section, {})[key] = value
         config = workdir / "exchange.toml"
         config.write_text(
             f'data_dir = "{workdir / "data"}"\nadmin_token = "{self.token}"\n\n'
-            f"[rest]\nport = {free_port()}\nworkers = {workers}\nanswer_timeout_ms = 5000\n"
-            f'recv_window_max_ms = 60000\n\n[engine]\nshards = {shards}\nwait_strategy = "{wait_strategy}"\n'
-        )
+            + "".join(f"[{name}]\n" + "".join(f"{k} = {v}\n" for k, v in keys.items()) + "\n"
+                      for name, keys in sections.items())
+        )  # fmt: skip
         env = {k: v for k, v in os.environ.items() if not k.startswith("EXCHANGE_")}
         env.pop("DATABASE_URL", None)
         env.pop("REDIS_URL", None)
@@ -197,6 +214,39 @@ def children_by_title(parent: int) -> dict[str, int]:
             continue
         if int(stat.rsplit(")", 1)[1].split()[1]) == parent:
             found[title] = int(entry)
+    return found
+
+
+def server_pids(root: int, workdir: Path) -> dict[str, list[int]]:
+    """The PostgreSQL and Redis processes of the exchange: under ``root``, or under one naming ``workdir``.
+
+    (The embedded PostgreSQL daemonizes, so its postmaster is found by its data folder, and its backends
+    by their parent.)
+    """
+    parents: dict[int, int] = {}
+    commands: dict[int, str] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text()
+            raw = Path(f"/proc/{entry}/cmdline").read_bytes()
+        except OSError:
+            continue
+        commands[int(entry)] = raw.replace(b"\0", b" ").decode(errors="replace")
+        parents[int(entry)] = int(stat.rsplit(")", 1)[1].split()[1])
+    roots = {root} | {pid for pid, command in commands.items() if str(workdir) in command}
+    found: dict[str, list[int]] = {"postgres": [], "redis": []}
+    for pid, command in commands.items():
+        ancestor = pid
+        while ancestor not in roots and ancestor > 1:
+            ancestor = parents.get(ancestor, 0)
+        if ancestor not in roots:
+            continue
+        if "redis-server" in command:
+            found["redis"].append(pid)
+        elif command.startswith("postgres") or "/postgres " in command:
+            found["postgres"].append(pid)
     return found
 
 
@@ -326,6 +376,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--shards", type=int, default=2)
     parser.add_argument("--wait-strategy", default="block", choices=("block", "yield", "spin"))
     parser.add_argument("--keep", action="store_true", help="keep the temp folder (logs, data)")
+    parser.add_argument(
+        "--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
+        help="an exchange config setting, value in TOML syntax (e.g. persist.commit_interval_ms=0); repeatable",
+    )  # fmt: skip
     args = parser.parse_args(argv)
     duration = float(args.duration or (2 if args.quick else 10))
     if not shutil.which("wrk"):
@@ -347,13 +401,12 @@ def main(argv: list[str] | None = None) -> int:
         _describe("bare", bare)
 
         log(f"starting the exchange ... ({time.monotonic() - started:.1f} s)")
-        ex = Exchange(workdir, args.workers, args.shards, args.wait_strategy)
+        ex = Exchange(workdir, args.workers, args.shards, args.wait_strategy, args.set)
         try:
             log(f"exchange ready at {ex.rest_url} ({time.monotonic() - started:.1f} s)")
             titles = children_by_title(ex.proc.pid)
             watch = {
-                role: [pid for title, pid in titles.items() if title.startswith(f"exchange: {role} ")]
-                for role in ("ingress", "shard")
+                role: [pid for title, pid in titles.items() if title.startswith(f"exchange: {role} ")] for role in ROLES
             }
             users = [ex.new_user() for _ in range(4)]
             symbols = ex.symbols()
@@ -362,6 +415,7 @@ def main(argv: list[str] | None = None) -> int:
             write_single_requests(single_file, users, symbols, 20_000, seed=1)
             write_batch_requests(batch_file, users, symbols, 300, seed=2)
             run_load(ex.rest_url, single_file, **{**load, "duration": 1.0})  # warm-up: caches, connections
+            watch.update(server_pids(ex.proc.pid, workdir))  # after the warm-up: every backend is connected
             single = run_load(ex.rest_url, single_file, **load, watch=watch)
             _describe("single", single, "orders/s")
             batch = run_load(ex.rest_url, batch_file, **{**load, "connections": 16}, count_codes=True, watch=watch)
@@ -396,17 +450,20 @@ def main(argv: list[str] | None = None) -> int:
         return round(run["cpu_s"][role] * 1e6 / max(count, 1), 1)
 
     bare_cpu = cpu_us(bare, "bare", bare["requests"])
-    single_cpu = {role: cpu_us(single, role, single["requests"]) for role in ("ingress", "shard")}
-    batch_cpu = {role: cpu_us(batch, role, batch["orders"]) for role in ("ingress", "shard")}
+    single_cpu = {role: cpu_us(single, role, single["requests"]) for role in ROLES}
+    batch_cpu = {role: cpu_us(batch, role, batch["orders"]) for role in ROLES}
     log(
-        f"CPU per request: bare {bare_cpu} us; single order: ingress {single_cpu['ingress']} us + shard "
-        f"{single_cpu['shard']} us; batched order: ingress {batch_cpu['ingress']} us + shard {batch_cpu['shard']} us"
+        f"CPU per request: bare {bare_cpu} us; per single order: "
+        + ", ".join(f"{role} {single_cpu[role]} us" for role in ROLES)
+        + "; per batched order: "
+        + ", ".join(f"{role} {batch_cpu[role]} us" for role in ROLES)
     )
     figures = {
         "tool": single["tool"],
         "workers": args.workers,
         "shards": args.shards,
         "wait_strategy": args.wait_strategy,
+        "settings": args.set,
         "connections": args.connections,
         "duration_s": duration,
         "single_orders_per_s": round(single["ok_per_s"]),
@@ -430,10 +487,8 @@ def main(argv: list[str] | None = None) -> int:
         "paced_p99_ms": _ms(paced["p99_us"]),
         "paced_p999_ms": _ms(paced["p999_us"]),
         "bare_cpu_us_per_req": bare_cpu,
-        "single_ingress_cpu_us_per_order": single_cpu["ingress"],
-        "single_shard_cpu_us_per_order": single_cpu["shard"],
-        "batch_ingress_cpu_us_per_order": batch_cpu["ingress"],
-        "batch_shard_cpu_us_per_order": batch_cpu["shard"],
+        **{f"single_{role}_cpu_us_per_order": single_cpu[role] for role in ROLES},
+        **{f"batch_{role}_cpu_us_per_order": batch_cpu[role] for role in ROLES},
         "cpu_ratio_single_to_bare": round(bare_cpu / max(single_cpu["ingress"] + single_cpu["shard"], 0.1), 3),
     }
     print(json.dumps(figures), flush=True)

@@ -8,6 +8,14 @@ died mid-batch), then new ones. Each read (up to ``READ_COUNT`` entries) is
 one batch: decoded (``shards.stream``), turned into rows (``persist.rows``),
 written in one transaction (``persist.store``), and only then XACKed.
 
+Pacing (``persist.commit_interval_ms``): once a writer has caught up with
+its stream (its last read was not full), it waits until that long after its
+previous commit before it reads again, so under load the entries of that
+interval share one transaction and one fsync instead of paying one each.
+When entries come further apart than that it never waits; while behind, it
+reads full batches back to back. Nothing acknowledged to a client waits on
+this: the shard's stream in Redis is the journal.
+
 Never: acknowledges before the commit, or drops an entry. PostgreSQL down
 or restarted: the batch is retried with back-off (0.1 s doubling to 5 s) and
 the order cache is dropped (a commit whose answer was lost may have moved the
@@ -58,13 +66,22 @@ async def ensure_group(client: aioredis.Redis, key: str) -> None:
 class ShardWriter:
     """Moves one shard's stream into PostgreSQL."""
 
-    def __init__(self, dsn: str, client: aioredis.Redis, shard: int, consumer: str, stop: asyncio.Event) -> None:
+    def __init__(
+        self,
+        dsn: str,
+        client: aioredis.Redis,
+        shard: int,
+        consumer: str,
+        stop: asyncio.Event,
+        commit_interval_s: float = 0.0,
+    ) -> None:
         self.dsn = dsn
         self.client = client
         self.shard = shard
         self.key = stream_key(shard)
         self.consumer = consumer
         self.stop = stop
+        self.commit_interval_s = commit_interval_s
         self.conn: asyncpg.Connection | None = None
         self.last_seq = -1  # -1: read it from the database
         self.cache: dict[OrderKey, list] = {}
@@ -75,11 +92,16 @@ class ShardWriter:
         if await self._retry("redis", lambda: ensure_group(self.client, self.key)) is STOPPED:
             return
         cursor = "0"  # first the entries this consumer was given and never acknowledged
+        caught_up = False
+        last_commit = 0.0
         while not self.stop.is_set():
+            if caught_up and await self._pace(last_commit):
+                return
             reply = await self._retry("redis", lambda c=cursor: self._read(c))
             if reply is STOPPED:
                 return
             entries = reply[0][1] if reply else []  # type: ignore[index]
+            caught_up = len(entries) < READ_COUNT
             if not entries:
                 if cursor != ">":
                     cursor = ">"
@@ -88,7 +110,17 @@ class ShardWriter:
                 cursor = entries[-1][0]
             if await self._retry("postgres", lambda es=entries: self._write(es)) is STOPPED:
                 return  # not acknowledged: the entries stay pending for the next run
+            last_commit = time.monotonic()
             await self._retry("redis", lambda es=entries: self.client.xack(self.key, GROUP, *[e[0] for e in es]))
+
+    async def _pace(self, last_commit: float) -> bool:
+        """Wait until ``commit_interval_s`` after the last commit; True when asked to stop meanwhile."""
+        wait = last_commit + self.commit_interval_s - time.monotonic()
+        if wait <= 0:
+            return False
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.stop.wait(), wait)
+        return self.stop.is_set()
 
     async def _read(self, cursor: str) -> Any:
         block = None if cursor != ">" else BLOCK_MS
@@ -171,7 +203,8 @@ class ShardWriter:
 async def serve(config: Config, shards: list[int], index: int, stop: asyncio.Event) -> list[ShardWriter]:
     """Run a writer per shard in ``shards`` until ``stop`` is set; returns them (for their counters)."""
     client = aioredis.Redis.from_url(config.redis.url, socket_timeout=BLOCK_MS / 1000 + 5)
-    writers = [ShardWriter(config.postgres.url, client, s, f"persist-{index}", stop) for s in shards]
+    interval_s = config.persist.commit_interval_ms / 1000
+    writers = [ShardWriter(config.postgres.url, client, s, f"persist-{index}", stop, interval_s) for s in shards]
     tasks = [asyncio.create_task(w.run(), name=f"persist-shard-{w.shard}") for w in writers]
     try:
         done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)

@@ -9,10 +9,11 @@ ring (the launcher does), or logs per command.
 
 One loop turn (a batch)::
 
-    wait (config.engine.wait_strategy) until some command ring has records
+    wait (config.engine.wait_strategy, spin_us for hybrid) until some command ring has records
     read up to batch_max records from every command ring
     decode each; stamp ts (ms, one clock read per batch) on state-changing commands
     engine.apply(cmd) -> result   (Ping -> Pong without the engine)
+      a NewOrders record (a REST batch): apply its orders in order, one Results answer
     while commands keep arriving: read more (up to batch_max, at most flush_us longer)
     journal.append_encoded(engine.take_encoded())  <- group commit: one XADD, back when Redis has it
     send every answer (a full answer ring is retried, never dropped)
@@ -62,12 +63,15 @@ from shards.protocol import STATE_CHANGING, Event, Rejected
 from shards.recovery import Snapshotter, recover
 from shards.wire import (
     INTERNAL_ERROR,
+    T_NEW_ORDERS,
     Ping,
     Pong,
     WireError,
     command_request_id,
     decode_command,
+    decode_new_orders,
     encode_answer,
+    encode_results,
     fragment_answer,
 )
 
@@ -168,6 +172,9 @@ class ShardLoop:
                 readers.add(ring)
                 got += len(records)
                 for record in records:
+                    if record[0] == T_NEW_ORDERS:  # a batch of new orders: one record in, one answer out
+                        got += self._apply_orders(record, now, answers) - 1
+                        continue
                     try:
                         rid, cmd = decode_command(record)
                         cls = type(cmd)
@@ -199,6 +206,40 @@ class ShardLoop:
         for ring in readers:
             ring.commit()
         return total
+
+    def _apply_orders(self, record: bytes, now: int, answers: list[bytes]) -> int:
+        """Apply a NewOrders record's orders in order and answer them with one Results record.
+
+        Returns how many orders it held (at least 1). An order whose ``apply`` raises gets its own
+        ``Rejected(-1000)`` and the others go on; a record that cannot be decoded is
+        answered as a whole like any malformed record.
+        """
+        try:
+            rid, orders = decode_new_orders(record, now)
+        except Exception as exc:  # noqa: BLE001 - a bug must answer, not hang its caller
+            answers.append(self._internal_error(record, exc))
+            return 1
+        apply = self.engine.apply
+        results: list[object] = []
+        append = results.append
+        for cmd in orders:
+            try:
+                append(apply(cmd))
+            except Exception as exc:  # noqa: BLE001 - one order's bug must not lose the others' answers
+                append(self._internal_rejected(rid, exc))
+        try:
+            answers.append(encode_results(rid, results))
+        except Exception as exc:  # noqa: BLE001 - applied but not encodable: the caller learns "status unknown"
+            answers.append(self._internal_error(record, exc))
+        return max(len(orders), 1)  # an empty record still counts, so the turn answers and commits it
+
+    def _internal_rejected(self, rid: int, exc: Exception) -> Rejected:
+        self.internal_errors += 1
+        kind = f"{type(exc).__name__} applying command"
+        log_event("shard_internal_error", "error", shard=self.index, request_id=rid, error=f"{kind}: {exc}")
+        return Rejected(
+            INTERNAL_ERROR, f"internal error in shard {self.index} on request {rid}: {kind}; order status unknown"
+        )
 
     def _internal_error(self, record: bytes, exc: Exception) -> bytes:
         self.internal_errors += 1
@@ -277,7 +318,10 @@ def run(config: Config, ctx: ProcessContext, index: int) -> None:
     answer_rings = [Ring.attach(topology.answer_ring(index, w)) for w in workers]
     answers = [Producer(answer_rings[w], Doorbell.from_fd(ctx.doorbell_fds[f"ingress.{w}"])) for w in workers]
     consumer = Consumer(
-        command_rings, Doorbell.from_fd(ctx.doorbell_fds[f"shard.{index}"]), config.engine.wait_strategy
+        command_rings,
+        Doorbell.from_fd(ctx.doorbell_fds[f"shard.{index}"]),
+        config.engine.wait_strategy,
+        spin_us=config.engine.spin_us,
     )
     engine, sink, snapshots = _durability(config, index, specs, command_rings)
     loop = ShardLoop(

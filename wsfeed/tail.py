@@ -15,7 +15,12 @@ on its own, with no consumer group: several processes read the same entries.
   a Redis hiccup (connection lost, Redis restarted with its append-only file)
   costs clients nothing but delay; entries Redis itself lost show up to clients
   as a jump in the depth ``U``. It retries with a growing delay (at most
-  ``MAX_RETRY_S``) and logs each failure once per try.
+  ``MAX_RETRY_S``) and logs each failure once per try. Under load it reads
+  at most once per ``wsfeed.read_interval_ms`` (after a read that found
+  entries, it waits out the rest of the interval), so one read carries many
+  shard batches instead of paying a Redis round trip and a wake-up for each;
+  a read that finds a full chunk is followed at once, and an idle feed never
+  waits: the first entry after a quiet spell goes out as soon as it comes.
 
 An entry that cannot be decoded or applied is logged and skipped (its depth
 gap becomes visible to clients as a ``U`` jump) rather than crash-looping the
@@ -26,6 +31,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -56,6 +62,7 @@ class Tailer:
         self.entries = 0
         self.bad_entries = 0
         self.on_entry: Callable[[], None] | None = None
+        self.read_interval_s = config.wsfeed.read_interval_ms / 1000 if config is not None else 0.0
 
     def _apply(self, key: str, entry_id: bytes, fields: dict, live: bool) -> None:
         self.last[key] = entry_id
@@ -128,6 +135,7 @@ class Tailer:
     async def follow(self, stop: asyncio.Event) -> None:
         """Apply new entries live until ``stop`` is set."""
         delay = 0.05
+        interval = self.read_interval_s
         while not stop.is_set():
             try:
                 found = await self.redis.xread(dict(self.last), count=CHUNK, block=BLOCK_MS)
@@ -139,12 +147,19 @@ class Tailer:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, MAX_RETRY_S)
                 continue
+            read_at = time.monotonic()
+            full = False
             for key, entries in found or ():
                 name = key.decode() if isinstance(key, bytes) else key
+                full = full or len(entries) >= CHUNK
                 for entry_id, fields in entries:
                     self._apply(name, entry_id, fields, True)
             if found and self.on_entry is not None:
                 self.on_entry()
+            if found and not full and interval:
+                wait = read_at + interval - time.monotonic()
+                if wait > 0:
+                    await asyncio.sleep(wait)
 
 
 def _b(value: bytes | str) -> bytes:

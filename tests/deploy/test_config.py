@@ -35,6 +35,15 @@ def test_defaults_without_a_file():
     assert config.data_dir == Path("var").absolute()
 
 
+def test_hybrid_wait_strategy_takes_its_spin_time(tmp_path):
+    path = tmp_path / "exchange.toml"
+    path.write_text('[engine]\nwait_strategy = "hybrid"\nspin_us = 20\n')
+
+    config = load_config(path, env={})
+
+    assert (config.engine.wait_strategy, config.engine.spin_us) == ("hybrid", 20)
+
+
 def test_example_file_is_valid_and_shows_the_defaults():
     assert load_config(EXAMPLE, env={}) == load_config(None, env={})
 
@@ -99,6 +108,7 @@ def test_secrets_are_hidden_in_repr():
         ({"engine": {"shards": True}}, "engine.shards", "must be an integer"),
         ({"engine": {"ring_bytes": 5000}}, "engine.ring_bytes", "power of two, got 5000"),
         ({"engine": {"wait_strategy": "nap"}}, "engine.wait_strategy", "'nap'"),
+        ({"engine": {"spin_us": -1}}, "engine.spin_us", "-1"),
         ({"rest": {"port": 70000}}, "rest.port", "between 0 and 65535, got 70000"),
         ({"rest": {"host": "example.com"}}, "rest.host", "'example.com'"),
         ({"redis": {"appendfsync": "sometimes"}}, "redis.appendfsync", "always, everysec, no"),

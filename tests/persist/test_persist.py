@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import math
 import os
 import random
 import signal
@@ -14,11 +15,13 @@ from typing import Any
 import asyncpg
 import pytest
 import redis
+import redis.asyncio as aioredis
 
 from deploy.migrate import apply_migrations
 from persist import main as persist_main
 from persist import store
 from shards.journal import RedisJournal
+from shards.protocol import NewOrder
 from shards.stream import stream_key
 from tests.persist.flow import engine_of_shard, open_orders, persist_until, progress_of, run_flow, trade_count
 
@@ -140,3 +143,40 @@ def test_persist_killed_mid_batch_and_restarted(urls: tuple[str, str]) -> None:
     # assert
     assert asyncio.run(progress_of(dsn)) == targets
     _check_rows(asyncio.run(_rows(dsn)), engines, events)
+
+
+def test_a_loaded_writer_commits_once_per_interval_and_loses_nothing(urls: tuple[str, str]) -> None:
+    # arrange: a writer pacing its commits at 250 ms, and 60 shard batches journaled 5 ms apart while it runs
+    dsn, url = urls
+    engine = engine_of_shard(0)
+    journal = _journal(url, 0)
+    symbol_id = sorted(engine._books)[0]  # noqa: SLF001 - test-only: a symbol of the shard
+    interval_s = 0.25
+
+    async def main() -> tuple[int, float]:
+        stop = asyncio.Event()
+        client = aioredis.Redis.from_url(url)
+        writer = persist_main.ShardWriter(dsn, client, 0, "persist-0", stop, commit_interval_s=interval_s)
+        task = asyncio.create_task(writer.run())
+        started = time.monotonic()
+        for i in range(60):
+            engine.apply(NewOrder(symbol_id, 1, f"p{i}", 1, 1, 1, 10_000 - i, 1, 0, 0, 1_700_000_000_000 + i))
+            journal.append(engine.take_events())
+            await asyncio.sleep(0.005)
+        elapsed = time.monotonic() - started
+        deadline = time.monotonic() + 20
+        while (await progress_of(dsn)).get(0, 0) < engine.last_seq and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        stop.set()
+        await task
+        await writer.close()
+        await client.aclose()
+        return writer.batches, elapsed
+
+    # act
+    batches, elapsed = asyncio.run(main())
+    # assert: every order is there, in far fewer transactions than the 60 entries
+    rows = asyncio.run(_rows(dsn))
+    assert len(rows["orders"]) == 60
+    assert asyncio.run(progress_of(dsn)) == {0: engine.last_seq}
+    assert batches <= 2 + math.ceil(elapsed / interval_s), f"{batches} commits in {elapsed:.2f} s"
