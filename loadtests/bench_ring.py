@@ -12,9 +12,11 @@ because absolute figures drift between runs and machines.
 
 Latency: a producer paced at ``--rate`` (default 50 000/s) stamps each record
 with ``perf_counter_ns`` (CLOCK_MONOTONIC, shared by all processes) and sends
-it through ``Producer.send``; the consumer waits with each strategy (spin,
-yield, block), reads, and takes the difference. p50/p99/p99.9 in us. The
-same run measures the bare ring with a spinning consumer (``bare``).
+it through ``Producer.send``; the consumer takes it with ``Consumer.recv``
+(the public low-latency lane) under each strategy (spin, hybrid, yield,
+block), and takes the difference; ``spin_read`` is the batch path instead
+(``Consumer.wait`` then ``Ring.read``). p50/p99/p99.9 in us. The same run
+measures the bare ring with a spinning consumer (``bare``).
 
 Usage: ``python loadtests/bench_ring.py [--quick] [--pin] [--runs N]``; the
 last stdout line is one JSON object with every figure.
@@ -275,24 +277,37 @@ def _latency_producer(start: Any, results: Any, name: str, bell_fd: int, rate: i
 
 
 def _latency_consumer(start: Any, results: Any, name: str, bell_fd: int, strategy: str) -> None:
+    """One record at a time through the consumer's low-latency lane: ``Consumer.recv`` (for
+    ``spin``, ``Ring.read_one`` polling the tail and copying the record in one frame), then
+    ``Consumer.commit``. ``spin_read`` measures the batch path instead: ``wait`` then ``Ring.read``."""
     ring = Ring.attach(name)
-    wait, read, commit = Consumer([ring], Doorbell(bell_fd), strategy).wait, ring.read, ring.commit
+    batch = strategy == "spin_read"
+    consumer = Consumer([ring], Doorbell(bell_fd), "spin" if batch else strategy)
+    recv, commit, wait, read = consumer.recv, consumer.commit, consumer.wait, ring.read
     clock = time.perf_counter_ns
     samples: list[int] = []
     results.put("ready")
     start.wait()
-    running = True
-    while running:
-        wait()
-        records = read(64)
-        now = clock()
-        for record in records:
-            sent = int.from_bytes(record[:8], "little")
-            if sent == 0:
-                running = False
-                break
-            samples.append(now - sent)
-        commit()
+    sent = 1  # 0: the end marker
+    if batch:
+        while sent:
+            wait()
+            records = read(64)
+            now = clock()
+            for record in records:
+                sent = int.from_bytes(record[:8], "little")
+                if sent == 0:
+                    break
+                samples.append(now - sent)
+            commit()
+    else:
+        while sent:
+            one = recv()
+            now = clock()
+            sent = int.from_bytes(one[:8], "little")  # type: ignore[index]
+            if sent:
+                samples.append(now - sent)
+            commit()
     results.put(("samples", samples))
     ring.close()
 
@@ -444,7 +459,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         ratio = ours_rate / bare_rate
         print(f"{case:10s} {ours_rate / 1e6:6.2f} M/s   bare {bare_rate / 1e6:6.2f} M/s   ratio {ratio:.2f}")
     seconds = 0.6 if args.quick else 3.0
-    for strategy in ("bare", "spin", "yield", "block"):  # bare: the minimal ring, spinning, as the ceiling
+    for strategy in ("bare", "spin", "spin_read", "hybrid", "yield", "block"):  # bare: the minimal ring, spinning
         lat = _latency(strategy, args.rate, seconds)
         for key, value in lat.items():
             figures[f"latency_{strategy}_{key}"] = value

@@ -6,7 +6,8 @@ framing, publish order, memory-model argument; the record and batch paths),
 ``ringbuf.arrays`` (the numpy batch path), ``ringbuf.segment`` (creating,
 attaching and unlinking segments without resource-tracker accidents),
 ``ringbuf.doorbell`` (one eventfd per consumer process, the spin / yield /
-block wait strategies, the asyncio reader, the sleep/wake handshake) and
+block / hybrid wait strategies, the low-latency send/recv lane, the asyncio
+reader, the sleep/wake handshake) and
 ``ringbuf.fence`` (the membarrier call that closes that handshake's
 reordering window). Errors: ``ringbuf.errors``.
 Never: knows what a record means (``shards.wire``), names rings
@@ -14,7 +15,7 @@ Never: knows what a record means (``shards.wire``), names rings
 (the launcher creates and unlinks; children attach).
 """
 
-from ringbuf.doorbell import BLOCK_SLICE, STRATEGIES, AsyncConsumer, Consumer, Doorbell, Producer
+from ringbuf.doorbell import BLOCK_SLICE, HYBRID_SPIN_US, STRATEGIES, AsyncConsumer, Consumer, Doorbell, Producer
 from ringbuf.errors import (
     BadPosition,
     BadRingConfig,
@@ -28,6 +29,7 @@ from ringbuf.ring import Ring
 
 __all__ = [
     "BLOCK_SLICE",
+    "HYBRID_SPIN_US",
     "STRATEGIES",
     "AsyncConsumer",
     "BadPosition",

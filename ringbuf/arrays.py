@@ -26,9 +26,9 @@ if TYPE_CHECKING:
     from ringbuf.ring import Ring
 
 WRAP = 0xFFFFFFFF
-_PATTERN_RECORDS = 4096  # length checks up to this many records compare bytes, above it numpy
+_PATTERN_RECORDS = 4096  # length checks up to this many records compare u32 views, above it numpy
 _VOID: dict[int, np.dtype] = {}
-_PATTERNS: dict[int, bytes] = {}
+_PATTERNS: dict[int, memoryview] = {}
 _U32 = np.dtype("<u4")
 
 
@@ -66,7 +66,10 @@ def write_array(ring: Ring, arr: np.ndarray) -> int:
     2-D array), publish once, return how many were written."""
     if arr.ndim == 1:  # copies between void arrays are plain memcpys; structured ones go field by field
         n = arr.dtype.itemsize
-        src = arr.view(void_dtype(n))
+        try:
+            src = np.frombuffer(arr, _VOID.get(n) or void_dtype(n))  # half the cost of arr.view
+        except (ValueError, BufferError):  # not contiguous (or empty): view it instead
+            src = arr.view(void_dtype(n))
     else:  # rows as opaque records
         if not arr.flags.c_contiguous:
             arr = np.ascontiguousarray(arr)
@@ -76,9 +79,13 @@ def write_array(ring: Ring, arr: np.ndarray) -> int:
     if size > ring._max_slot:
         raise RecordTooLarge(f"array records of {n} bytes exceed max_record {ring.max_record} of ring {ring.name!r}")
     total = len(src)
-    first, skip, second = ring._plan_run(total, size)
     tail = ring._tail
     pos = tail & ring._mask
+    need = total * size
+    if tail + need <= ring._limit and pos + need <= ring.capacity:
+        first, skip, second = total, 0, 0  # the common case: room, and no wrap (``Ring._plan_run`` inlined)
+    else:
+        first, skip, second = ring._plan_run(total, size)
     if first:
         cols = (ring._np_data or ring._array_views()).get((n, pos % size)) or columns(ring, n, pos)
         i = pos // size
@@ -131,12 +138,11 @@ def read_array(ring: Ring, dtype: Any, max_records: int = 1024) -> np.ndarray:
         count = max_records
     cols = (ring._np_data or ring._array_views()).get((n, pos % size)) or columns(ring, n, pos)
     i = pos // size
-    lengths = cols.lengths[i : i + count]
-    # All count length words n? Their bytes compared with a cached pattern cost far less than a
-    # numpy reduction.
-    pattern = _PATTERNS.get(n) or _pattern(n)
-    if count > _PATTERN_RECORDS or not pattern.startswith(lengths.tobytes()):
-        same = lengths == n
+    # All count length words n? One strided compare of the ring's u32 view with a cached run of n
+    # costs a quarter of a numpy reduction; only when it fails does numpy find the first other.
+    word = pos >> 2
+    if count > _PATTERN_RECORDS or u32[word : word + count * (size >> 2) : size >> 2] != _pattern(n)[:count]:
+        same = cols.lengths[i : i + count] == n
         if not same.all():
             count = int(np.argmax(~same))  # stop before the first record of another size (or a wrap marker)
     out = cols.payloads[i : i + count].copy()
@@ -144,7 +150,9 @@ def read_array(ring: Ring, dtype: Any, max_records: int = 1024) -> np.ndarray:
     return out if dt is out.dtype else np.frombuffer(out, dt)
 
 
-def _pattern(n: int) -> bytes:
-    """The length word ``n`` repeated for ``_PATTERN_RECORDS`` records."""
-    pattern = _PATTERNS[n] = n.to_bytes(4, "little") * _PATTERN_RECORDS
+def _pattern(n: int) -> memoryview:
+    """The length word ``n`` repeated for ``_PATTERN_RECORDS`` records, as a u32 view (cached)."""
+    pattern = _PATTERNS.get(n)
+    if pattern is None:
+        pattern = _PATTERNS[n] = memoryview(n.to_bytes(4, "little") * _PATTERN_RECORDS).cast("I")
     return pattern

@@ -12,8 +12,23 @@ Wait strategies (configuration, per consumer process):
             CPU when idle, gives way to other runnable processes.
     block   poll once (optionally spin ``spin_s`` first), then sleep on the
             doorbell: no CPU while idle, pays a wake-up (tens of us) per sleep.
-    Only ``block`` (and ``AsyncConsumer``) ever set the ``sleeping`` word, so
-    producers of a spinning or yielding consumer never make a system call.
+    hybrid  spin up to ``spin_us`` microseconds (``HYBRID_SPIN_US`` by
+            default, a clock read every ``_HYBRID_POLLS`` polls), then sleep
+            exactly as ``block`` does: spin latency while records keep coming,
+            no CPU once they stop. For processes on dedicated cores.
+            ``AsyncConsumer(spin_us=...)`` is its event-loop form: it polls
+            once per loop pass (``sleep(0)``), never holding the loop.
+    Only ``block``, ``hybrid`` (once its spin is over) and ``AsyncConsumer``
+    ever set the ``sleeping`` word, so producers of a spinning or yielding
+    consumer never make a system call. Spinning never sets it, so the
+    handshake below is the same for ``block`` and ``hybrid``: no wake-up can
+    be lost between the two phases.
+
+The low-latency lane, one record at a time: ``Producer.send`` (``Ring.write``
+inlined, then the doorbell check) and ``Consumer.recv`` (for one ring with
+``spin`` or ``hybrid``, ``Ring.read_one`` polls the tail and copies the
+record in one frame), then ``Consumer.commit``. Batches go through ``wait``
+and ``Ring.read`` / ``read_array``; both lanes mix on one ring.
 
 Handshake, on the ``sleeping`` word in each ring header (offset 384, written
 by the consumer only; see ``ringbuf.ring`` for the layout)::
@@ -60,19 +75,22 @@ import asyncio
 import os
 import select
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 from ringbuf import fence
 from ringbuf.errors import BadRingConfig
-from ringbuf.ring import Record, Ring
+from ringbuf.ring import _PAYLOAD, Record, Ring
 
 if TYPE_CHECKING:
     import numpy as np
 
-STRATEGIES = ("spin", "yield", "block")
+STRATEGIES = ("spin", "yield", "block", "hybrid")
 BLOCK_SLICE = 0.002  # seconds: the longest sleep before looking at the tails again
+HYBRID_SPIN_US = 50  # hybrid's default spin before it sleeps, in microseconds
 _CLOCK_EVERY = 256  # spin iterations between clock reads when a timeout is set
+_HYBRID_POLLS = 32  # polls between clock reads in a bounded spin (a few us between reads)
+_SPIN_CALL = 4096  # recv without a timeout: polls per Ring.read_one call (its frame set up once per so many)
 
 
 class Doorbell:
@@ -118,20 +136,57 @@ class Doorbell:
 class Producer:
     """One ring plus its consumer's doorbell: write, then ring only if the consumer sleeps."""
 
-    __slots__ = ("ring", "doorbell", "_write", "_write_batch", "_write_array", "_sleeping")
+    __slots__ = (
+        "ring",
+        "doorbell",
+        "_write_batch",
+        "_write_array",
+        "_sleeping",
+        "_u32",
+        "_mm",
+        "_tail_word",
+        "_mask",
+        "_capacity",
+        "_max_slot",
+    )
 
     def __init__(self, ring: Ring, doorbell: Doorbell) -> None:
         fence.register_producer()
         self.ring = ring
         self.doorbell = doorbell
-        self._write = ring.write
         self._write_batch = ring.write_batch
         self._write_array = ring.write_array
         self._sleeping = ring._sleeping_word
+        # send's fast lane writes through the ring's own views; the positions stay in the ring,
+        # so send and the Ring.write* calls mix freely on one ring
+        self._u32 = ring._u32
+        self._mm = ring._mm
+        self._tail_word = ring._tail_word
+        self._mask = ring._mask
+        self._capacity = ring.capacity
+        self._max_slot = ring._max_slot
 
     def send(self, record: Record) -> bool:
-        """``Ring.write`` then the doorbell if needed; False when the ring is full."""
-        ok = self._write(record)
+        """``Ring.write`` then the doorbell if needed; False when the ring is full.
+
+        The producer's low-latency lane: ``Ring.write``'s fast path inlined (one frame from the
+        call to the tail store), its wrap / full / too-large cases left to ``Ring.write``.
+        """
+        ring = self.ring
+        n = len(record)
+        size = (n + 11) & -8
+        tail = ring._tail
+        pos = tail & self._mask
+        end = tail + size
+        if pos + size > self._capacity or end > ring._limit or size > self._max_slot:
+            ok = ring._write_slow(record)
+        else:
+            self._u32[pos >> 2] = n
+            pos += _PAYLOAD
+            self._mm[pos : pos + n] = record
+            ring._tail = end
+            self._tail_word[0] = end  # publish: one 8-byte store
+            ok = True
         if self._sleeping[0]:
             os.eventfd_write(self.doorbell.fd, 1)
         return ok
@@ -191,32 +246,117 @@ class _Waiting:
 
 
 class Consumer(_Waiting):
-    """All input rings of one consumer process and its doorbell."""
+    """All input rings of one consumer process and its doorbell.
 
-    def __init__(self, rings: list[Ring], doorbell: Doorbell, strategy: str = "block", spin_s: float = 0.0) -> None:
+    ``wait`` then ``Ring.read`` (batches) or ``recv`` (one record, the low-latency lane); either
+    way ``commit`` (the consumer's, or each ring's) frees what was read.
+    """
+
+    def __init__(
+        self,
+        rings: list[Ring],
+        doorbell: Doorbell,
+        strategy: str = "block",
+        spin_s: float = 0.0,
+        spin_us: int = HYBRID_SPIN_US,
+    ) -> None:
         if strategy not in STRATEGIES:
             raise BadRingConfig(f"wait strategy {strategy!r} is not one of {', '.join(STRATEGIES)}")
+        if spin_us < 0:
+            raise BadRingConfig(f"spin_us {spin_us} must be 0 or more microseconds")
         super().__init__(rings, doorbell)
         self.strategy = strategy
         self.spin_s = spin_s  # block: spin this long before sleeping
+        self.spin_us = spin_us  # hybrid: spin this long before sleeping
+        self._sleeps = strategy in ("block", "hybrid")
+        self._spin_first = spin_us / 1_000_000 if strategy == "hybrid" else spin_s
         self._poll = select.poll()
         self._poll.register(doorbell.fd, select.POLLIN)
+        self._read_ones = [ring.read_one for ring in self.rings]
+        self._commits = [ring.commit for ring in self.rings]
+        self._turn = 0  # recv: the ring it looks at first (rotates, so no ring starves the others)
+        # recv's spinning lane: one ring, polled in the frame that copies the record out
+        spins = strategy == "spin" or (strategy == "hybrid" and spin_us > 0)
+        self._lane = self._read_ones[0] if spins and len(self.rings) == 1 else None
 
     def wait(self, timeout: float | None = None) -> bool:
         """Return True when some ring has data, False when ``timeout`` seconds pass first."""
         if self.ready():
             return True
-        deadline = None if timeout is None else time.monotonic() + timeout
-        if self.strategy == "block":
-            return self._block(deadline)
+        return self._wait(None if timeout is None else time.monotonic() + timeout, self._spin_first)
+
+    def _wait(self, deadline: float | None, spin_s: float) -> bool:
+        """``wait`` past its first look: the strategy's loop (``spin_s``: block's or hybrid's spin)."""
+        if self._sleeps:
+            return self._block(deadline, spin_s)
         return self._poll_loop(deadline, self.strategy == "yield")
 
-    def _poll_loop(self, deadline: float | None, yield_cpu: bool) -> bool:
+    def recv(self, timeout: float | None = None) -> bytes | None:
+        """The next record of these rings (a copy), waiting by the strategy; None when ``timeout``
+        seconds pass first. Frees nothing: ``commit`` does.
+
+        One ring with ``spin`` (or ``hybrid``'s spin phase): ``Ring.read_one`` polls the tail and
+        copies the record out in one frame, the lowest latency this module offers.
+        """
+        lane = self._lane
+        if lane is not None:
+            record = lane(0)
+            if record is not None:
+                return record
+            if timeout is None and self.strategy == "spin":  # no clock to read: spin right here
+                while True:
+                    record = lane(_SPIN_CALL)
+                    if record is not None:
+                        return record
+            return self._recv_spinning(lane, timeout)
+        return self._recv_waiting(None if timeout is None else time.monotonic() + timeout, self._spin_first)
+
+    def _recv_spinning(self, lane: Callable[[int], bytes | None], timeout: float | None) -> bytes | None:
+        now = time.monotonic()
+        deadline = None if timeout is None else now + timeout
+        if self.strategy == "spin":
+            while True:
+                record = lane(_CLOCK_EVERY)
+                if record is not None:
+                    return record
+                if deadline is not None and time.monotonic() >= deadline:
+                    return None
+        spin_until = now + self.spin_us / 1_000_000  # hybrid: spin, then sleep as block does
+        if deadline is not None and deadline < spin_until:
+            spin_until = deadline
+        while time.monotonic() < spin_until:
+            record = lane(_HYBRID_POLLS)
+            if record is not None:
+                return record
+        return self._recv_waiting(deadline, 0.0)  # spun already: straight to sleep
+
+    def _recv_waiting(self, deadline: float | None, spin_s: float) -> bytes | None:
+        """``recv`` through the strategy's wait: the rings in turn, each asked for one record."""
+        read_ones = self._read_ones
+        count = len(read_ones)
+        while True:
+            turn = self._turn
+            for k in range(count):
+                i = (turn + k) % count
+                record = read_ones[i]()
+                if record is not None:
+                    self._turn = (i + 1) % count
+                    return record
+            if not self._wait(deadline, spin_s) and deadline is not None:
+                return None
+            spin_s = self._spin_first
+
+    def commit(self) -> None:
+        """``Ring.commit`` on every ring: frees all that ``recv`` (or ``Ring.read``) returned."""
+        for commit in self._commits:
+            commit()
+
+    def _poll_loop(self, deadline: float | None, yield_cpu: bool, polls: int = _CLOCK_EVERY) -> bool:
         if len(self.rings) == 1 and not yield_cpu:  # the latency-critical case: keep the loop tight
             ring = self.rings[0]
             tail_word = ring._tail_word
             while True:
-                for _ in range(_CLOCK_EVERY):
+                for _ in range(polls):
                     if tail_word[0] != ring._cursor:
                         return True
                 if deadline is not None and time.monotonic() >= deadline:
@@ -224,7 +364,7 @@ class Consumer(_Waiting):
         ready = self.ready
         sched_yield = os.sched_yield
         while True:
-            for _ in range(_CLOCK_EVERY):
+            for _ in range(polls):
                 if ready():
                     return True
                 if yield_cpu:
@@ -232,10 +372,12 @@ class Consumer(_Waiting):
             if deadline is not None and time.monotonic() >= deadline:
                 return False
 
-    def _block(self, deadline: float | None) -> bool:
-        if self.spin_s > 0:
-            spin_deadline = time.monotonic() + self.spin_s
-            if self._poll_loop(spin_deadline if deadline is None else min(deadline, spin_deadline), False):
+    def _block(self, deadline: float | None, spin_s: float) -> bool:
+        if spin_s > 0:
+            spin_deadline = time.monotonic() + spin_s
+            if deadline is not None and deadline < spin_deadline:
+                spin_deadline = deadline
+            if self._poll_loop(spin_deadline, False, _HYBRID_POLLS):
                 return True
         doorbell = self.doorbell
         while True:
@@ -259,15 +401,29 @@ class AsyncConsumer(_Waiting):
     """The same handshake for an asyncio loop: the doorbell fd is registered with
     ``loop.add_reader``, so waiting costs the loop nothing. One waiting task at a time."""
 
-    def __init__(self, rings: list[Ring], doorbell: Doorbell) -> None:
+    def __init__(self, rings: list[Ring], doorbell: Doorbell, spin_us: int = 0) -> None:
+        if spin_us < 0:
+            raise BadRingConfig(f"spin_us {spin_us} must be 0 or more microseconds")
         super().__init__(rings, doorbell)
+        self.spin_us = spin_us  # hybrid: poll this long (yielding to the loop) before sleeping
         self._loop: asyncio.AbstractEventLoop | None = None
         self._waiter: asyncio.Future[None] | None = None
 
     async def wait(self) -> None:
-        """Return when some ring has data."""
+        """Return when some ring has data.
+
+        With ``spin_us`` (``hybrid``, for a worker on a dedicated core) it first polls the rings
+        once per pass of the event loop (``sleep(0)``: the loop's other tasks run meanwhile) for
+        up to ``spin_us`` microseconds, and only then goes to sleep on the doorbell.
+        """
         if self.ready():
             return
+        if self.spin_us:
+            until = time.monotonic() + self.spin_us / 1_000_000
+            while time.monotonic() < until:
+                await asyncio.sleep(0)
+                if self.ready():
+                    return
         loop = asyncio.get_running_loop()
         if self._loop is not loop:
             if self._loop is not None:

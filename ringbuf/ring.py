@@ -47,10 +47,11 @@ Positions::
     head   the consumer's committed position: all before it is free (consumer)
     used = tail - head, 0 <= used <= capacity;  free = capacity - used
 
-    The consumer reads ahead of ``head`` with a private cursor (``read``) and
-    stores the cursor as ``head`` only in ``commit``, after it has durably
-    handled the batch. A consumer that attaches starts at ``head``, so what a
-    dead consumer had read but not committed is read again.
+    The consumer reads ahead of ``head`` with a private cursor (``read``,
+    ``read_one``, ``read_array``) and stores the cursor as ``head`` only in
+    ``commit``, after it has durably handled the batch. A consumer that
+    attaches starts at ``head``, so what a dead consumer had read but not
+    committed is read again.
 
 Publish order::
 
@@ -60,6 +61,12 @@ Publish order::
     consumer: 1. load tail            2. copy out the records before it
               3. (commit) store head: ONE aligned 8-byte store
     producer: load head before storing into the space it frees
+
+    The low-latency lane keeps this order: ``read_one(spin)`` polls step 1
+    (one 8-byte load of tail per poll) and does step 2 for the one record at
+    the cursor, checking that it ends at or before the tail it loaded;
+    ``doorbell.Producer.send`` is ``write``'s fast path inlined (length,
+    payload, then the one tail store).
 
     Never publish a position with ``struct.pack_into``: it zero-fills its
     target before writing the value, so a polling reader can see 0 mid-update.
@@ -421,6 +428,41 @@ class Ring:
             return [self._mm[pos : pos + n]]
         return self._read_many(cursor, tail, max_records)
 
+    def read_one(self, spin: int = 0) -> bytes | None:
+        """The record after the read cursor (a copy), or None when none is pending; frees nothing.
+
+        The consumer's low-latency lane: no list, and with ``spin`` > 0 it first polls the
+        published tail up to ``spin`` times (one 8-byte load each) while the ring is empty, so
+        the poll loop and the copy run in one frame. ``ringbuf.doorbell.Consumer.recv`` drives it.
+        """
+        cursor = self._cursor
+        tail = self._tail_word[0]
+        if tail == cursor:
+            if spin <= 0:
+                return None
+            tail_word = self._tail_word
+            for _ in range(spin):
+                tail = tail_word[0]
+                if tail != cursor:
+                    break
+            else:
+                return None
+        pos = cursor & self._mask
+        n = self._u32[pos >> 2]
+        end = cursor + ((n + 11) & -8)
+        if end > tail or n > self.max_record:
+            return self._read_one_slow(cursor, tail)
+        self._cursor = end
+        pos += _PAYLOAD
+        return self._mm[pos : pos + n]
+
+    def _read_one_slow(self, cursor: int, tail: int) -> bytes:
+        """``read_one`` at a wrap marker (or at framing that cannot be right: RingCorrupt)."""
+        records = self._read_many(cursor, tail, 1)
+        if not records:
+            raise self._corrupt(cursor, f"no record before tail {tail}")
+        return records[0]
+
     def _read_many(self, cursor: int, tail: int, max_records: int) -> list[bytes]:
         """``read`` when more than one record (or a wrap marker) is pending."""
         u32 = self._u32
@@ -528,18 +570,19 @@ class Ring:
 
     # ----------------------------------------------------- numpy batch path
 
-    # The two methods below run once: they import ringbuf.arrays (and numpy, which a process that
-    # never uses the numpy path does not pay for) and put its functions in their place on the class.
+    # ringbuf.arrays (and numpy, which a process that never uses the numpy path does not pay for)
+    # is imported on first use. The class is never patched: a method bound before that first use
+    # (``write = ring.write_array``) stays as cheap as one bound after it.
 
     def write_array(self, arr: np.ndarray) -> int:
         """Write the longest prefix of ``arr`` that fits, one record per element (or per row of a
         2-D array), publish once, return how many. See ``ringbuf.arrays``."""
-        return _load_arrays().write_array(self, arr)
+        return (_arrays or _load_arrays()).write_array(self, arr)
 
     def read_array(self, dtype: Any, max_records: int = 1024) -> np.ndarray:
         """Copy out up to ``max_records`` records of exactly ``dtype.itemsize`` bytes as one array.
         See ``ringbuf.arrays``."""
-        return _load_arrays().read_array(self, dtype, max_records)
+        return (_arrays or _load_arrays()).read_array(self, dtype, max_records)
 
     def _array_views(self) -> dict[Any, Any]:
         """numpy views of the data area for ``ringbuf.arrays`` (made on first use, dropped by ``close``)."""
@@ -568,9 +611,12 @@ def _run_length(lens: list[int], n: int) -> int:
     return len(lens)
 
 
+_arrays: Any = None  # ringbuf.arrays, once a numpy method has been called
+
+
 def _load_arrays() -> Any:
+    global _arrays
     from ringbuf import arrays
 
-    Ring.write_array = arrays.write_array  # type: ignore[method-assign,assignment]
-    Ring.read_array = arrays.read_array  # type: ignore[method-assign,assignment]
+    _arrays = arrays
     return arrays

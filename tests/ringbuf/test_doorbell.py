@@ -168,7 +168,7 @@ def test_a_busy_consumer_is_never_rung(make_ring: Callable[[], Ring], bells: Cal
     assert bell.drain() == 0
 
 
-@pytest.mark.parametrize("strategy", ["spin", "yield", "block"])
+@pytest.mark.parametrize("strategy", ["spin", "yield", "block", "hybrid"])
 def test_each_strategy_times_out_on_empty_rings_and_sees_data_at_once(
     make_ring: Callable[[], Ring], bells: Callable[[], Doorbell], strategy: str
 ) -> None:
@@ -197,7 +197,7 @@ def stream(name: str, fd: int, count: int) -> None:
     ring.close()
 
 
-@pytest.mark.parametrize("strategy", ["spin", "yield", "block"])
+@pytest.mark.parametrize("strategy", ["spin", "yield", "block", "hybrid"])
 def test_each_strategy_receives_a_stream_in_order(
     make_ring: Callable[[], Ring], bells: Callable[[], Doorbell], strategy: str, long_slice: None
 ) -> None:
