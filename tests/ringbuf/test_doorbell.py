@@ -13,7 +13,6 @@ import subprocess
 import sys
 import threading
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -24,30 +23,6 @@ from ringbuf import AsyncConsumer, BadRingConfig, Consumer, Doorbell, Producer, 
 
 CTX = mp.get_context("fork")
 REPO = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture(autouse=True)
-def reap_children() -> Iterator[None]:
-    """A failed test must not leave a child behind (it would keep the session from exiting)."""
-    yield
-    for child in mp.active_children():
-        child.kill()
-        child.join(timeout=10)
-
-
-@pytest.fixture
-def make_ring() -> Iterator[Callable[[], Ring]]:
-    made: list[Ring] = []
-
-    def make() -> Ring:
-        ring = Ring.create(f"test-bell-{uuid.uuid4().hex[:12]}", 1 << 14)
-        made.append(ring)
-        return ring
-
-    yield make
-    for ring in made:
-        ring.close()
-        ring.unlink()
 
 
 @pytest.fixture

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import multiprocessing as mp
 import time
-import uuid
 from collections.abc import Callable, Iterator
 
 import pytest
@@ -20,29 +19,6 @@ from ringbuf import AsyncConsumer, BadRingConfig, Consumer, Doorbell, Producer, 
 from ringbuf.ring import WRAP
 
 CTX = mp.get_context("fork")
-
-
-@pytest.fixture(autouse=True)
-def reap_children() -> Iterator[None]:
-    yield
-    for child in mp.active_children():
-        child.kill()
-        child.join(timeout=10)
-
-
-@pytest.fixture
-def make_ring() -> Iterator[Callable[..., Ring]]:
-    made: list[Ring] = []
-
-    def make(capacity: int = 1 << 14) -> Ring:
-        ring = Ring.create(f"test-lane-{uuid.uuid4().hex[:12]}", capacity)
-        made.append(ring)
-        return ring
-
-    yield make
-    for ring in made:
-        ring.close()
-        ring.unlink()
 
 
 @pytest.fixture

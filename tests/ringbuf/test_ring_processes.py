@@ -12,9 +12,8 @@ import random
 import signal
 import struct
 import time
-import uuid
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -22,15 +21,6 @@ import pytest
 from ringbuf import Ring
 
 CTX = mp.get_context("fork")
-
-
-@pytest.fixture(autouse=True)
-def reap_children() -> Iterator[None]:
-    """A failed test must not leave a child behind (it would keep the session from exiting)."""
-    yield
-    for child in mp.active_children():
-        child.kill()
-        child.join(timeout=10)
 
 
 HEADER = struct.Struct("<QI")
@@ -108,21 +98,6 @@ def drain(ring: Ring, count: int, proc: mp.Process, seed: int, pause_s: float = 
             time.sleep(pause_s)
     ring.commit()
     assert ring.read() == []
-
-
-@pytest.fixture
-def make_ring() -> Iterator[Callable[[int], Ring]]:
-    made: list[Ring] = []
-
-    def make(capacity: int) -> Ring:
-        ring = Ring.create(f"test-proc-{uuid.uuid4().hex[:12]}", capacity)
-        made.append(ring)
-        return ring
-
-    yield make
-    for ring in made:
-        ring.close()
-        ring.unlink()
 
 
 def test_a_million_random_records_cross_wraparound_intact(make_ring: Callable[[int], Ring]) -> None:

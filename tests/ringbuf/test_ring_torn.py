@@ -24,15 +24,6 @@ CTX = mp.get_context("fork")
 DONE = 0xFFFF_FFFF_FFFF_FFF0
 
 
-@pytest.fixture(autouse=True)
-def reap_children() -> Iterator[None]:
-    """A failed test must not leave a child behind (it would keep the session from exiting)."""
-    yield
-    for child in mp.active_children():
-        child.kill()
-        child.join(timeout=10)
-
-
 @pytest.fixture
 def ring() -> Iterator[Ring]:
     ring = Ring.create(f"test-torn-{uuid.uuid4().hex[:12]}", 1 << 12)

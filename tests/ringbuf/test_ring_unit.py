@@ -3,27 +3,12 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import pytest
 
 from ringbuf import BadPosition, BadRingConfig, NotCreator, RecordTooLarge, Ring, RingCorrupt
 from ringbuf.ring import HEADER_BYTES, WRAP, slot_size
-
-
-@pytest.fixture
-def make_ring() -> Iterator[Callable[[int], Ring]]:
-    made: list[Ring] = []
-
-    def make(capacity: int = 256) -> Ring:
-        ring = Ring.create(f"test-unit-{uuid.uuid4().hex[:12]}", capacity)
-        made.append(ring)
-        return ring
-
-    yield make
-    for ring in made:
-        ring.close()
-        ring.unlink()
 
 
 def move_to(ring: Ring, position: int) -> None:
