@@ -234,20 +234,16 @@ class ShardLoop:
         return max(len(orders), 1)  # an empty record still counts, so the turn answers and commits it
 
     def _internal_rejected(self, rid: int, exc: Exception) -> Rejected:
+        """Log a command that could not be decoded or applied; its answer says the status is unknown."""
         self.internal_errors += 1
-        kind = f"{type(exc).__name__} applying command"
-        log_event("shard_internal_error", "error", shard=self.index, request_id=rid, error=f"{kind}: {exc}")
-        return Rejected(
-            INTERNAL_ERROR, f"internal error in shard {self.index} on request {rid}: {kind}; order status unknown"
-        )
-
-    def _internal_error(self, record: bytes, exc: Exception) -> bytes:
-        self.internal_errors += 1
-        rid = command_request_id(record) if len(record) >= 9 else 0
         kind = "malformed record" if isinstance(exc, WireError) else f"{type(exc).__name__} applying command"
         log_event("shard_internal_error", "error", shard=self.index, request_id=rid, error=f"{kind}: {exc}")
         msg = f"internal error in shard {self.index} on request {rid}: {kind}; order status unknown"
-        return encode_answer(rid, Rejected(INTERNAL_ERROR, msg))
+        return Rejected(INTERNAL_ERROR, msg)
+
+    def _internal_error(self, record: bytes, exc: Exception) -> bytes:
+        rid = command_request_id(record) if len(record) >= 9 else 0
+        return encode_answer(rid, self._internal_rejected(rid, exc))
 
     def _send(self, producer: Producer, answers: list[bytes]) -> None:
         ring = producer.ring
