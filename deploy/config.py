@@ -25,6 +25,7 @@ from typing import Any
 
 from deploy.topology import ROLES
 from ringbuf.doorbell import STRATEGIES as WAIT_STRATEGIES
+from shards.engine import CORES as BUILT_ENGINE_CORES
 from shards.protocol import SymbolSpec
 from shards.routing import shard_for
 
@@ -78,6 +79,7 @@ class EngineConfig:
     shards: int = 2
     wait_strategy: str = "block"
     spin_us: int = 50  # hybrid: how long a shard spins on its rings before it sleeps on the doorbell
+    core: str = "c"  # matching engine core: c | python (the file's "auto" picks c where the install built it)
     ring_bytes: int = 4194304
     batch_max: int = 512
     flush_us: int = 200
@@ -240,6 +242,16 @@ def _choice(table: Mapping[str, Any], key: str, prefix: str, default: str, choic
     value = _str(table, key, prefix, default)
     if value not in choices:
         raise ConfigError(f"{prefix}{key}", f"must be one of {', '.join(choices)}; got {value!r}")
+    return value
+
+
+def _engine_core(table: Mapping[str, Any]) -> str:
+    """engine.core: "auto" resolves to the C core where the install built it, else the Python one."""
+    value = _choice(table, "core", "engine.", "auto", ("auto", "c", "python"))
+    if value == "auto":
+        return BUILT_ENGINE_CORES[0]
+    if value not in BUILT_ENGINE_CORES:
+        raise ConfigError("engine.core", f"{value!r} is not built in this install (no C compiler at install)")
     return value
 
 
@@ -416,6 +428,7 @@ def build_config(raw: Mapping[str, Any], env: Mapping[str, str] = os.environ) ->
         batch_max=_int(t, "batch_max", "engine.", 512, minimum=1),
         flush_us=_int(t, "flush_us", "engine.", 200, minimum=0),
         snapshot_interval_s=_int(t, "snapshot_interval_s", "engine.", 60, minimum=1),
+        core=_engine_core(t),
     )
     if engine.ring_bytes & (engine.ring_bytes - 1):
         raise ConfigError("engine.ring_bytes", f"must be a power of two, got {engine.ring_bytes}")

@@ -40,7 +40,10 @@ cycles, so a shard may run it with the cyclic GC off.
 
 from __future__ import annotations
 
+import os
+from collections import deque
 from collections.abc import Callable, Sequence
+from heapq import heappop, heappush
 from operator import itemgetter
 from typing import Any
 
@@ -130,6 +133,8 @@ class ReplayError(Exception):
 
 class Engine:
     """All books of one matching shard. Not thread-safe; one caller drives it."""
+
+    __slots__ = ("_books", "_journal", "last_seq")  # fixed slots: the C core reads them at known offsets
 
     def __init__(self, symbols: Sequence[SymbolSpec]) -> None:
         self._books: dict[int, Book] = {}
@@ -560,3 +565,39 @@ _HANDLERS: dict[type, Callable[[Engine, Any], Result]] = {
     QueryDepth: lambda engine, cmd: queries.depth(engine._books, cmd),
     QueryBookTicker: lambda engine, cmd: queries.book_ticker(engine._books, cmd),
 }
+
+
+# --- the C core --------------------------------------------------------------------------------------------------
+# shards/_matchcore.c gives a C Engine.apply that runs _new_order (with _take) and _cancel over the same structures
+# and writes the same bytes; what it does not handle it declines before changing anything, and the methods above take
+# it. Built at install where a C compiler is at hand; EXCHANGE_ENGINE_CORE=python (or select_core) turns it off.
+try:
+    from shards import _matchcore
+except ImportError:  # installed without a C compiler: the Python path does everything
+    _matchcore = None  # type: ignore[assignment]
+
+_APPLY = {"python": Engine.apply}
+if _matchcore is not None:
+    _APPLY["c"] = _matchcore.bind(
+        Engine, Book, OrderView, OrderResult, Fill, NewOrder, CancelOrder, deque, rules.fok_fillable, heappush, heappop
+    )
+CORES = tuple(sorted(_APPLY))  # the cores this install has: ("c", "python") or ("python",)
+core = "python"
+
+
+def apply_of(name: str) -> Callable[[Engine, object], Result]:
+    """The ``Engine.apply`` of core ``name`` ("c" or "python"), callable as ``apply(engine, cmd)``."""
+    apply = _APPLY.get(name)
+    if apply is None:
+        raise ValueError(f"engine core {name!r} is not one of {CORES} (the C core needs a C compiler at install)")
+    return apply
+
+
+def select_core(name: str) -> None:
+    """Run every engine in this process with core ``name`` ("c" or "python") from now on."""
+    global core
+    Engine.apply = apply_of(name)  # type: ignore[method-assign]
+    core = name
+
+
+select_core(os.environ.get("EXCHANGE_ENGINE_CORE") or CORES[0])

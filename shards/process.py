@@ -57,7 +57,7 @@ from deploy.log import log_event, set_process_name
 from deploy.topology import ProcessContext
 from ringbuf.doorbell import Consumer, Doorbell, Producer
 from ringbuf.ring import Ring
-from shards.engine import Engine
+from shards.engine import Engine, select_core
 from shards.journal import RedisJournal
 from shards.protocol import STATE_CHANGING, Event, Rejected
 from shards.recovery import Snapshotter, recover
@@ -319,6 +319,7 @@ def run(config: Config, ctx: ProcessContext, index: int) -> None:
         config.engine.wait_strategy,
         spin_us=config.engine.spin_us,
     )
+    select_core(config.engine.core)
     engine, sink, snapshots = _durability(config, index, specs, command_rings)
     loop = ShardLoop(
         index, engine, command_rings, answers, consumer, config.engine.batch_max, sink, config.engine.flush_us,
@@ -341,6 +342,7 @@ def run(config: Config, ctx: ProcessContext, index: int) -> None:
         symbols=names or "-",
         workers=topology.ingress_workers,
         wait=config.engine.wait_strategy,
+        core=config.engine.core,
     )
     try:
         loop.run()

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from deploy.config import ConfigError, build_config, default_symbol_table, load_config
+from shards.engine import CORES as ENGINE_CORES
 from shards.protocol import SymbolSpec
 from shards.routing import shard_for
 
@@ -33,6 +34,14 @@ def test_defaults_without_a_file():
     assert config.redis.appendfsync == "everysec"
     assert config.redis.url == "" and config.postgres.url == "" and config.admin_token == ""
     assert config.data_dir == Path("var").absolute()
+
+
+def test_engine_core_auto_picks_the_built_core_and_python_can_be_chosen(tmp_path):
+    path = tmp_path / "exchange.toml"
+    path.write_text('[engine]\ncore = "python"\n')
+
+    assert load_config(path, env={}).engine.core == "python"
+    assert load_config(None, env={}).engine.core == ENGINE_CORES[0]  # "c" wherever the install compiled it
 
 
 def test_hybrid_wait_strategy_takes_its_spin_time(tmp_path):
@@ -109,6 +118,7 @@ def test_secrets_are_hidden_in_repr():
         ({"engine": {"ring_bytes": 5000}}, "engine.ring_bytes", "power of two, got 5000"),
         ({"engine": {"wait_strategy": "nap"}}, "engine.wait_strategy", "'nap'"),
         ({"engine": {"spin_us": -1}}, "engine.spin_us", "-1"),
+        ({"engine": {"core": "rust"}}, "engine.core", "'rust'"),
         ({"rest": {"port": 70000}}, "rest.port", "between 0 and 65535, got 70000"),
         ({"rest": {"host": "example.com"}}, "rest.host", "'example.com'"),
         ({"redis": {"appendfsync": "sometimes"}}, "redis.appendfsync", "always, everysec, no"),

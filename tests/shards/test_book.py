@@ -5,10 +5,14 @@ from __future__ import annotations
 import gc
 import random
 
+import pytest
+
 from shards.book import L_QUEUE, NO_ASK, O_ID, Book
 from shards.engine import Engine
 from shards.protocol import CancelOrder, NewOrder
 from tests.shards.engine_harness import BUY, SELL, SPEC, Driver
+
+pytestmark = pytest.mark.usefixtures("engine_core")  # each test runs on every engine core
 
 
 def resting(order_id: int, side: int, price: int, qty: int = 1, user: int = 1) -> list:

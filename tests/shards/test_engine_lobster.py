@@ -6,6 +6,8 @@ import json
 from decimal import Decimal
 from pathlib import Path
 
+import pytest
+
 from shards.engine import Engine
 from shards.protocol import (
     AmendOrder,
@@ -17,6 +19,8 @@ from shards.protocol import (
     SymbolSpec,
     TradeEvent,
 )
+
+pytestmark = pytest.mark.usefixtures("engine_core")  # each test runs on every engine core
 
 FIXTURE = Path(__file__).parent / "data" / "aapl_2012-06-21_999.jsonl"
 SPEC = SymbolSpec(1, "AAPL", 1, 100_000_000, 1, 1_000_000)

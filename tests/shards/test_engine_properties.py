@@ -7,6 +7,7 @@ after amends).
 
 from __future__ import annotations
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -29,6 +30,8 @@ from shards.protocol import (
 )
 from tests.shards.engine_harness import SPEC
 from tests.shards.reference_book import ReferenceBook
+
+pytestmark = pytest.mark.usefixtures("engine_core")  # each test runs on every engine core
 
 PRICES = st.integers(95, 105)
 USERS = st.integers(1, 3)

@@ -43,6 +43,8 @@ from tests.shards.engine_harness import (
     order,
 )
 
+pytestmark = pytest.mark.usefixtures("engine_core")  # each test runs on every engine core
+
 S = OrderStatus
 
 

@@ -27,6 +27,8 @@ from shards.protocol import (
 from shards.snapshot import SnapshotError
 from tests.shards.engine_harness import SPEC
 
+pytestmark = pytest.mark.usefixtures("engine_core")  # each test runs on every engine core
+
 SPECS = [SPEC, SymbolSpec(2, "OTHER", 1, 1_000_000, 1, 1_000_000)]
 
 
