@@ -115,6 +115,7 @@ class Options:
     inflight: int
     pin: bool
     wait: str
+    core: str
     batch_max: int
     flush_us: int
     shards_per_redis: int
@@ -369,6 +370,7 @@ def _config_toml(opts: Options, data_dir: Path, shards: int, names: list[list[st
         "[engine]",
         f"shards = {shards}",
         f'wait_strategy = "{opts.wait}"',
+        f'core = "{opts.core}"',
         f"batch_max = {opts.batch_max}",
         f"flush_us = {opts.flush_us}",
         "[redis]",
@@ -595,6 +597,7 @@ def main() -> None:
     parser.add_argument("--inflight", type=int, default=2048, help="most unanswered commands per feeder")
     parser.add_argument("--pin", action="store_true", help="pin Redis, each shard and each feeder to its own CPU")
     parser.add_argument("--wait", default="block", choices=("spin", "yield", "block"), help="shard wait strategy")
+    parser.add_argument("--core", default="auto", choices=("auto", "c", "python"), help="engine.core")
     parser.add_argument("--batch-max", type=int, default=512, help="engine.batch_max")
     parser.add_argument("--flush-us", type=int, default=200, help="engine.flush_us")
     parser.add_argument("--shards-per-redis", type=int, default=0, help="shards per Redis server (0: one Redis)")
@@ -624,6 +627,7 @@ def main() -> None:
         inflight=args.inflight,
         pin=args.pin,
         wait=args.wait,
+        core=args.core,
         batch_max=args.batch_max,
         flush_us=args.flush_us,
         shards_per_redis=args.shards_per_redis or max(counts),
@@ -661,6 +665,7 @@ def main() -> None:
         "ops_per_shard": opts.ops,
         "symbols_per_shard": opts.symbols_per_shard,
         "wait": opts.wait,
+        "core": opts.core,
         "pin": opts.pin,
         "runs": rows,
     }
