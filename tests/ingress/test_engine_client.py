@@ -450,17 +450,17 @@ def test_batch_answers_each_order_with_its_own_result_or_reject(rig):
     assert (stats["sent"], stats["answered"], stats["pending"]) == (1, 1, 0)
 
 
-def test_an_order_whose_apply_raises_is_answered_alone_with_internal_error(rig):
+def test_an_order_whose_apply_raises_is_answered_alone_with_internal_error(rig, monkeypatch):
     loop = rig.start_shard(0)
     sym = _sym(rig.config, 0)
-    apply = loop.engine.apply
+    apply = Engine.apply
 
-    def flaky(cmd):
+    def flaky(engine, cmd):
         if getattr(cmd, "client_order_id", "") == "boom":
             raise RuntimeError("engine bug")
-        return apply(cmd)
+        return apply(engine, cmd)
 
-    loop.engine.apply = flaky  # type: ignore[method-assign]
+    monkeypatch.setattr(Engine, "apply", flaky)  # the class: an Engine has fixed slots, no per-instance methods
     items = [(0, _limit(sym, 1, c, Side.BUY, 100, 1)) for c in ("a", "boom", "b")]
 
     async def body(client):
