@@ -37,6 +37,10 @@ def main(argv: list[str] | None = None) -> int:
     if cpus and hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, cpus)
         log_event("affinity_set", cpus=",".join(map(str, cpus)))
+    nice = config.nice.get(role, 0)
+    if nice:
+        os.nice(nice)
+        log_event("nice_set", nice=nice)
     module = importlib.import_module(role_modules()[role])
     module.run(config, ctx, index)
     return 0

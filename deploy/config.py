@@ -147,6 +147,7 @@ class Config:
     redis: RedisConfig
     postgres: PostgresConfig
     affinity: Mapping[str, tuple[int, ...]]
+    nice: Mapping[str, int]  # role (or "postgres") -> how much to lower its CPU priority, 0-19
     symbols: tuple[SymbolConfig, ...]
 
     def __repr__(self) -> str:
@@ -155,6 +156,7 @@ class Config:
             f"Config(data_dir={str(self.data_dir)!r}, admin_token={token!r}, rest={self.rest!r}, "
             f"wsfeed={self.wsfeed!r}, engine={self.engine!r}, persist={self.persist!r}, accounts={self.accounts!r}, "
             f"redis={self.redis!r}, postgres={self.postgres!r}, affinity={dict(self.affinity)!r}, "
+            f"nice={dict(self.nice)!r}, "
             f"symbols=<{len(self.symbols)} symbols: {' '.join(s.symbol for s in self.symbols)}>)"
         )
 
@@ -374,6 +376,21 @@ def _affinity(raw: Mapping[str, Any], counts: Mapping[str, int]) -> dict[str, tu
     return result
 
 
+NICE_KEYS = (*ROLES, "postgres")  # "postgres": the embedded server and its backends
+DEFAULT_NICE = {"persist": 5, "postgres": 5}  # the writers yield the CPU to the order path (README: CPU priority)
+
+
+def _nice(raw: Mapping[str, Any]) -> dict[str, int]:
+    result = dict(DEFAULT_NICE)
+    for key, value in raw.items():
+        if key not in NICE_KEYS:
+            raise ConfigError(f"nice.{key}", f"must be one of {', '.join(NICE_KEYS)}")
+        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 19:
+            raise ConfigError(f"nice.{key}", f"must be an integer from 0 to 19, got {value!r}")
+        result[key] = value
+    return result
+
+
 _TOP_KEYS = {
     "data_dir",
     "admin_token",
@@ -385,6 +402,7 @@ _TOP_KEYS = {
     "redis",
     "postgres",
     "affinity",
+    "nice",
     "symbols",
 }
 
@@ -449,6 +467,7 @@ def build_config(raw: Mapping[str, Any], env: Mapping[str, str] = os.environ) ->
     )
     counts = {"ingress": rest.workers, "shard": engine.shards, "persist": 1, "wsfeed": wsfeed.processes}
     affinity = _affinity(_table(raw, "affinity"), counts)
+    nice = _nice(_table(raw, "nice"))
 
     raw_symbols = raw.get("symbols", [default_symbol_table(s) for s in DEFAULT_SYMBOLS])
     if not isinstance(raw_symbols, list) or not raw_symbols:
@@ -474,6 +493,7 @@ def build_config(raw: Mapping[str, Any], env: Mapping[str, str] = os.environ) ->
         redis=redis,
         postgres=postgres,
         affinity=affinity,
+        nice=nice,
         symbols=symbols,
     )
 

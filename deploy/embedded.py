@@ -300,8 +300,11 @@ def _wait_ready(server: ServerProcess, check: object, what: str) -> None:
     )
 
 
-def start_postgres(data_dir: Path, *, port: int = 0) -> ServerProcess:
-    """Start PostgreSQL on ``data_dir/postgres`` (initialised on first use) and create the database ``exchange``."""
+def start_postgres(data_dir: Path, *, port: int = 0, nice: int = 0) -> ServerProcess:
+    """Start PostgreSQL on ``data_dir/postgres`` (initialised on first use) and create the database ``exchange``.
+
+    ``nice`` (0-19) lowers the priority of the server and of every backend it forks.
+    """
     data_dir = data_dir.absolute()
     data_dir.mkdir(parents=True, exist_ok=True)
     bin_dir = postgres_bin_dir()
@@ -319,7 +322,7 @@ def start_postgres(data_dir: Path, *, port: int = 0) -> ServerProcess:
             stderr=subprocess.STDOUT,
             cwd="/",
             start_new_session=True,
-            preexec_fn=die_with_parent(signal.SIGINT),
+            preexec_fn=die_with_parent(signal.SIGINT, nice),
             user=_uid(user),
             group=_gid(user),
             extra_groups=_groups(user),

@@ -137,7 +137,7 @@ def _start_servers(config: Config, stack: contextlib.ExitStack, env: dict[str, s
     servers: list[ServerProcess] = []
     database_url, redis_url = config.postgres.url, config.redis.url
     if not database_url:
-        pg = start_postgres(config.data_dir)
+        pg = start_postgres(config.data_dir, nice=config.nice.get("postgres", 0))
         stack.callback(_stop_server, pg)
         servers.append(pg)
         database_url = pg.url

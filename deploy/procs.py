@@ -25,8 +25,9 @@ if sys.platform.startswith("linux"):
         _libc = None
 
 
-def die_with_parent(sig: signal.Signals) -> Callable[[], None]:
-    """A ``preexec_fn`` that makes the child receive ``sig`` when this process dies.
+def die_with_parent(sig: signal.Signals, nice: int = 0) -> Callable[[], None]:
+    """A ``preexec_fn`` that makes the child receive ``sig`` when this process dies (and lowers its priority by
+    ``nice``, 0-19).
 
     It runs after ``Popen``'s user/group switch (a credential change clears the
     setting), and exits at once if the parent is already gone.
@@ -37,6 +38,8 @@ def die_with_parent(sig: signal.Signals) -> Callable[[], None]:
     def preexec() -> None:
         if libc is not None:
             libc.prctl(_PR_SET_PDEATHSIG, int(sig), 0, 0, 0)
+        if nice:
+            os.nice(nice)
         if os.getppid() != parent:
             os._exit(1)
 

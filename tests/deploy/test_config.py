@@ -36,6 +36,14 @@ def test_defaults_without_a_file():
     assert config.data_dir == Path("var").absolute()
 
 
+def test_nice_lowers_the_writers_by_default_and_takes_each_role(tmp_path):
+    path = tmp_path / "exchange.toml"
+    path.write_text("[nice]\npersist = 0\nwsfeed = 3\n")
+
+    assert load_config(None, env={}).nice == {"persist": 5, "postgres": 5}
+    assert load_config(path, env={}).nice == {"persist": 0, "postgres": 5, "wsfeed": 3}
+
+
 def test_engine_core_auto_picks_the_built_core_and_python_can_be_chosen(tmp_path):
     path = tmp_path / "exchange.toml"
     path.write_text('[engine]\ncore = "python"\n')
@@ -119,6 +127,9 @@ def test_secrets_are_hidden_in_repr():
         ({"engine": {"wait_strategy": "nap"}}, "engine.wait_strategy", "'nap'"),
         ({"engine": {"spin_us": -1}}, "engine.spin_us", "-1"),
         ({"engine": {"core": "rust"}}, "engine.core", "'rust'"),
+        ({"nice": {"redis": 5}}, "nice.redis", "persist"),
+        ({"nice": {"persist": 20}}, "nice.persist", "20"),
+        ({"nice": {"wsfeed": -1}}, "nice.wsfeed", "-1"),
         ({"rest": {"port": 70000}}, "rest.port", "between 0 and 65535, got 70000"),
         ({"rest": {"host": "example.com"}}, "rest.host", "'example.com'"),
         ({"redis": {"appendfsync": "sometimes"}}, "redis.appendfsync", "always, everysec, no"),
