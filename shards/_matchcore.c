@@ -148,41 +148,75 @@ static inline char *put4(char *p, uint32_t v)
     return p + 4;
 }
 
-/* A new event of ``size`` bytes with its head written; *body points past the head. */
-static PyObject *new_event(int type, long long seq, long long ts, uint32_t symbol_id, Py_ssize_t size, char **body)
+/* One command's events, written back to back; the journal gets them as one bytes object (take_encoded joins the
+ * journal, so the bytes are the same as one object per event). Most commands fit in ``stack``. */
+typedef struct {
+    char *data;
+    size_t len, cap;
+    char stack[1024];
+} Events;
+
+static inline void events_init(Events *ev)
 {
-    PyObject *event = PyBytes_FromStringAndSize(NULL, size);
-    if (event == NULL)
-        return NULL;
-    char *p = PyBytes_AS_STRING(event);
+    ev->data = ev->stack;
+    ev->len = 0;
+    ev->cap = sizeof ev->stack;
+}
+
+static inline void events_free(Events *ev)
+{
+    if (ev->data != ev->stack)
+        PyMem_Free(ev->data);
+}
+
+/* Append the command's events to the journal list and release the buffer. */
+static int events_flush(Events *ev, PyObject *journal)
+{
+    int rc = 0;
+    if (ev->len) {
+        PyObject *chunk = PyBytes_FromStringAndSize(ev->data, (Py_ssize_t)ev->len);
+        rc = chunk == NULL ? -1 : PyList_Append(journal, chunk);
+        Py_XDECREF(chunk);
+    }
+    events_free(ev);
+    return rc;
+}
+
+/* Room for an event of ``size`` bytes with its head written; *body points past the head. */
+static int new_event(Events *ev, int type, long long seq, long long ts, uint32_t symbol_id, size_t size, char **body)
+{
+    if (ev->len + size > ev->cap) {
+        size_t cap = 2 * (ev->len + size);
+        char *data = ev->data == ev->stack ? PyMem_Malloc(cap) : PyMem_Realloc(ev->data, cap);
+        if (data == NULL) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        if (ev->data == ev->stack)
+            memcpy(data, ev->stack, ev->len);
+        ev->data = data;
+        ev->cap = cap;
+    }
+    char *p = ev->data + ev->len;
+    ev->len += size;
     *p++ = (char)type;
     p = put8(p, seq);
     p = put8(p, ts);
     *body = put4(p, symbol_id);
-    return event;
-}
-
-static inline int journal_add(PyObject *journal, PyObject *event /* stolen */)
-{
-    if (event == NULL)
-        return -1;
-    int rc = PyList_Append(journal, event);
-    Py_DECREF(event);
-    return rc;
+    return 0;
 }
 
 /* OrderCanceled (3) and OrderExpired (5, with a reason byte) share their layout up to the reason. */
-static int add_order_event(PyObject *journal, int type, long long seq, long long ts, uint32_t symbol_id,
+static int add_order_event(Events *ev, int type, long long seq, long long ts, uint32_t symbol_id,
                            long long order_id, long long user_id, long long qty, int reason)
 {
     char *p;
-    PyObject *event = new_event(type, seq, ts, symbol_id, HEAD_SIZE + 24 + (type == T_EXPIRED), &p);
-    if (event != NULL) {
-        p = put8(put8(put8(p, order_id), user_id), qty);
-        if (type == T_EXPIRED)
-            *p = (char)reason;
-    }
-    return journal_add(journal, event);
+    if (new_event(ev, type, seq, ts, symbol_id, HEAD_SIZE + 24 + (type == T_EXPIRED), &p) < 0)
+        return -1;
+    p = put8(put8(put8(p, order_id), user_id), qty);
+    if (type == T_EXPIRED)
+        *p = (char)reason;
+    return 0;
 }
 
 typedef struct {
@@ -190,27 +224,26 @@ typedef struct {
 } Level;
 
 /* DepthUpdate: levels[0:n_bids] are bids, levels[n_bids:n_bids+n_asks] asks. */
-static int add_depth(PyObject *journal, long long seq, long long ts, uint32_t symbol_id, long long depth_seq,
+static int add_depth(Events *ev, long long seq, long long ts, uint32_t symbol_id, long long depth_seq,
                      const Level *bids, uint32_t n_bids, const Level *asks, uint32_t n_asks)
 {
     char *p;
-    PyObject *event = new_event(T_DEPTH, seq, ts, symbol_id, HEAD_SIZE + 16 + 16 * (Py_ssize_t)(n_bids + n_asks), &p);
-    if (event != NULL) {
-        p = put4(put4(put8(p, depth_seq), n_bids), n_asks);
-        for (uint32_t i = 0; i < n_bids; i++)
-            p = put8(put8(p, bids[i].price), bids[i].qty);
-        for (uint32_t i = 0; i < n_asks; i++)
-            p = put8(put8(p, asks[i].price), asks[i].qty);
-    }
-    return journal_add(journal, event);
+    if (new_event(ev, T_DEPTH, seq, ts, symbol_id, HEAD_SIZE + 16 + 16 * (size_t)(n_bids + n_asks), &p) < 0)
+        return -1;
+    p = put4(put4(put8(p, depth_seq), n_bids), n_asks);
+    for (uint32_t i = 0; i < n_bids; i++)
+        p = put8(put8(p, bids[i].price), bids[i].qty);
+    for (uint32_t i = 0; i < n_asks; i++)
+        p = put8(put8(p, asks[i].price), asks[i].qty);
+    return 0;
 }
 
-static int add_depth_one(PyObject *journal, long long seq, long long ts, uint32_t symbol_id, long long depth_seq,
+static int add_depth_one(Events *ev, long long seq, long long ts, uint32_t symbol_id, long long depth_seq,
                          int side, long long price, long long qty)
 {
     Level level = {price, qty};
-    return side == BUY ? add_depth(journal, seq, ts, symbol_id, depth_seq, &level, 1, NULL, 0)
-                       : add_depth(journal, seq, ts, symbol_id, depth_seq, NULL, 0, &level, 1);
+    return side == BUY ? add_depth(ev, seq, ts, symbol_id, depth_seq, &level, 1, NULL, 0)
+                       : add_depth(ev, seq, ts, symbol_id, depth_seq, NULL, 0, &level, 1);
 }
 
 /* --- results ---------------------------------------------------------------------------------------- */
@@ -481,7 +514,7 @@ static int levels_push(Levels *levels, long long price, long long qty)
 }
 
 /* Engine._take: match an accepted crossing order, then rest or expire what is left. */
-static PyObject *take(PyObject *engine, PyObject *book, PyObject *journal, const NewOrderObjs *c,
+static PyObject *take(PyObject *engine, PyObject *book, Events *events, const NewOrderObjs *c,
                       const NewOrderVals *v, long long order_id, long long seq)
 {
     const int buy = v->side == BUY;
@@ -549,14 +582,11 @@ static PyObject *take(PyObject *engine, PyObject *book, PyObject *journal, const
                 if (by_quote && fill > cap)
                     fill = cap;
                 char *p;
-                PyObject *trade = new_event(T_TRADE, ++seq, ts, symbol_id, HEAD_SIZE + 57, &p);
-                if (trade != NULL) {
-                    p = put8(put8(put8(put8(p, trade_id), best), fill), i64(m[O_ID]));
-                    p = put8(put8(put8(p, order_id), maker_user), user_id);
-                    *p = (char)v->side;
-                }
-                if (journal_add(journal, trade) < 0)
+                if (new_event(events, T_TRADE, ++seq, ts, symbol_id, HEAD_SIZE + 57, &p) < 0)
                     goto fail;
+                p = put8(put8(put8(put8(p, trade_id), best), fill), i64(m[O_ID]));
+                p = put8(put8(put8(p, order_id), maker_user), user_id);
+                *p = (char)v->side;
                 PyObject *items[3] = {PyLong_FromLongLong(trade_id), ref(best_obj), PyLong_FromLongLong(fill)};
                 PyObject *fill_obj = named_tuple(fill_type, items, 3);
                 if (fill_obj == NULL || PyList_Append(fills, fill_obj) < 0) {
@@ -599,7 +629,7 @@ static PyObject *take(PyObject *engine, PyObject *book, PyObject *journal, const
                 goto fail;
             if (!fill) {
                 level_qty -= open_qty;
-                if (add_order_event(journal, T_EXPIRED, ++seq, ts, symbol_id, i64(m[O_ID]), user_id, open_qty,
+                if (add_order_event(events, T_EXPIRED, ++seq, ts, symbol_id, i64(m[O_ID]), user_id, open_qty,
                                     R_STP_MAKER) < 0)
                     goto fail;
                 Py_CLEAR(maker);
@@ -631,7 +661,7 @@ static PyObject *take(PyObject *engine, PyObject *book, PyObject *journal, const
     int n_rested = 0, status;
     if (taker_stp) {
         status = EXPIRED_IN_MATCH;
-        if (add_order_event(journal, T_EXPIRED, ++seq, ts, symbol_id, order_id, user_id, by_quote ? 0 : remaining,
+        if (add_order_event(events, T_EXPIRED, ++seq, ts, symbol_id, order_id, user_id, by_quote ? 0 : remaining,
                             R_STP_TAKER) < 0)
             goto fail;
     } else if (by_quote) {
@@ -639,7 +669,7 @@ static PyObject *take(PyObject *engine, PyObject *book, PyObject *journal, const
             status = FILLED;
         } else {
             status = EXPIRED;
-            if (add_order_event(journal, T_EXPIRED, ++seq, ts, symbol_id, order_id, user_id, 0, R_MARKET) < 0)
+            if (add_order_event(events, T_EXPIRED, ++seq, ts, symbol_id, order_id, user_id, 0, R_MARKET) < 0)
                 goto fail;
         }
     } else if (!remaining) {
@@ -672,7 +702,7 @@ static PyObject *take(PyObject *engine, PyObject *book, PyObject *journal, const
         status = executed ? PARTIALLY_FILLED : NEW;
     } else { /* IOC or MARKET rest (a FOK gets here only when it fills entirely) */
         status = EXPIRED;
-        if (add_order_event(journal, T_EXPIRED, ++seq, ts, symbol_id, order_id, user_id, remaining,
+        if (add_order_event(events, T_EXPIRED, ++seq, ts, symbol_id, order_id, user_id, remaining,
                             v->order_type == LIMIT ? R_IOC : R_MARKET) < 0)
             goto fail;
     }
@@ -680,9 +710,9 @@ static PyObject *take(PyObject *engine, PyObject *book, PyObject *journal, const
         long long depth_seq = i64(SLOT(book, B_DEPTH_SEQ)) + 1;
         if (set_slot_i64(book, B_DEPTH_SEQ, depth_seq) < 0)
             goto fail;
-        int rc = buy ? add_depth(journal, ++seq, ts, symbol_id, depth_seq, &rested, n_rested, changed.items,
+        int rc = buy ? add_depth(events, ++seq, ts, symbol_id, depth_seq, &rested, n_rested, changed.items,
                                  (uint32_t)changed.n)
-                     : add_depth(journal, ++seq, ts, symbol_id, depth_seq, changed.items, (uint32_t)changed.n,
+                     : add_depth(events, ++seq, ts, symbol_id, depth_seq, changed.items, (uint32_t)changed.n,
                                  &rested, n_rested);
         if (rc < 0)
             goto fail;
@@ -716,6 +746,96 @@ static PyObject *declined(void)
     if (PyErr_Occurred())
         return NULL;
     Py_RETURN_NONE;
+}
+
+/* Engine._new_order after its checks: take the accepted order's id, write its events, rest or match it. */
+static PyObject *accept(PyObject *engine, PyObject *book, PyObject *users, PyObject *by_coid, Events *events,
+                        const NewOrderObjs *c, const NewOrderVals *v, const char *raw_coid, Py_ssize_t coid_len,
+                        int crosses, long long seq0)
+{
+    long long order_id = i64(SLOT(book, B_NEXT_ORDER_ID));
+    if (set_slot_i64(book, B_NEXT_ORDER_ID, order_id + 1) < 0)
+        return NULL;
+    long long seq = seq0 + 1;
+    char *p;
+    if (new_event(events, T_ACCEPTED, seq, v->ts, v->symbol_id, HEAD_SIZE + 46 + (size_t)coid_len, &p) < 0)
+        return NULL;
+    p = put8(put8(p, order_id), v->user_id);
+    *p++ = (char)v->side;
+    *p++ = (char)v->order_type;
+    *p++ = (char)v->tif;
+    *p++ = (char)v->stp;
+    p = put8(put8(put8(p, v->price), v->qty), v->quote_qty);
+    uint16_t n = (uint16_t)coid_len;
+    memcpy(p, &n, 2);
+    memcpy(p + 2, raw_coid, coid_len);
+    if (crosses)
+        return take(engine, book, events, c, v, order_id, seq);
+
+    int status;
+    PyObject *order_id_obj = PyLong_FromLongLong(order_id);
+    if (order_id_obj == NULL)
+        return NULL;
+    seq++;
+    if (v->order_type == LIMIT && v->tif != GTC) { /* an IOC that crosses nothing */
+        if (add_order_event(events, T_EXPIRED, seq, v->ts, v->symbol_id, order_id, v->user_id, v->qty, R_IOC) < 0)
+            goto fail;
+        status = EXPIRED;
+    } else { /* rest it */
+        PyObject *order = PyList_New(O_FIELDS);
+        if (order == NULL)
+            goto fail;
+        PyObject *zero = PyLong_FromLong(0);
+        PyObject *items[O_FIELDS] = {order_id_obj, c->user_id, c->side, c->price, c->qty, c->qty, zero, zero,
+                                     c->coid, c->order_type, c->tif, c->stp, c->ts, c->ts};
+        for (int i = 0; i < O_FIELDS; i++)
+            PyList_SET_ITEM(order, i, ref(items[i]));
+        Py_DECREF(zero);
+        int rc = PyDict_SetItem(SLOT(book, B_ORDERS), order_id_obj, order);
+        if (rc == 0) {
+            if (by_coid == NULL) {
+                PyObject *fresh = PyDict_New();
+                rc = fresh == NULL || PyDict_SetItem(fresh, c->coid, order) < 0 || PyDict_SetItem(users, c->user_id, fresh) < 0
+                         ? -1
+                         : 0;
+                Py_XDECREF(fresh);
+            } else {
+                rc = PyDict_SetItem(by_coid, c->coid, order);
+            }
+        }
+        long long depth_seq = i64(SLOT(book, B_DEPTH_SEQ)) + 1;
+        if (rc < 0 || set_slot_i64(book, B_DEPTH_SEQ, depth_seq) < 0) {
+            Py_DECREF(order);
+            goto fail;
+        }
+        PyObject *level = PyDict_GetItemWithError(SLOT(book, v->side == BUY ? B_BIDS : B_ASKS), c->price);
+        long long level_qty;
+        if (level == NULL) {
+            level_qty = v->qty;
+            rc = PyErr_Occurred() ? -1 : new_level(book, (int)v->side, c->price, v->price, order);
+        } else {
+            level_qty = i64(PyList_GET_ITEM(level, L_QTY)) + v->qty;
+            rc = set_item_i64(level, L_QTY, level_qty) < 0 || deque_call(deque_append, PyList_GET_ITEM(level, L_QUEUE), order) < 0
+                     ? -1
+                     : 0;
+        }
+        Py_DECREF(order);
+        if (rc < 0 || add_depth_one(events, seq, v->ts, v->symbol_id, depth_seq, (int)v->side, v->price, level_qty) < 0)
+            goto fail;
+        status = NEW;
+    }
+    if (set_slot_i64(engine, E_LAST_SEQ, seq) < 0)
+        goto fail;
+    PyObject *items[17] = {
+        ref(c->symbol_id), order_id_obj, ref(c->coid), ref(c->user_id), ref(c->side), ref(c->order_type), ref(c->tif),
+        ref(c->stp), ref(c->price), ref(c->qty), PyLong_FromLong(0), PyLong_FromLong(0), PyLong_FromLong(0),
+        PyLong_FromLong(status), ref(c->ts), ref(c->ts), ref(c->ts),
+    };
+    PyObject *view = named_tuple(view_type, items, 17);
+    return view == NULL ? NULL : order_result(view, ref(empty_tuple));
+fail:
+    Py_DECREF(order_id_obj);
+    return NULL;
 }
 
 /* Engine._new_order for the common cases; None when the Python path must take the command. */
@@ -794,92 +914,17 @@ static PyObject *new_order(PyObject *module, PyObject *const *args, Py_ssize_t n
         return declined();
     }
 
-    /* accepted: from here on the state changes */
-    if (set_slot_i64(book, B_NEXT_ORDER_ID, order_id + 1) < 0)
+    /* accepted: from here on the state changes; the events go to the journal as one chunk */
+    Events events;
+    events_init(&events);
+    PyObject *result = accept(engine, book, users, by_coid, &events, &c, &v, raw_coid, coid_len, crosses, seq0);
+    if (result == NULL || events_flush(&events, journal) < 0) {
+        if (result == NULL)
+            events_free(&events);
+        Py_XDECREF(result);
         return NULL;
-    long long seq = seq0 + 1;
-    char *p;
-    PyObject *accepted = new_event(T_ACCEPTED, seq, v.ts, v.symbol_id, HEAD_SIZE + 46 + coid_len, &p);
-    if (accepted != NULL) {
-        p = put8(put8(p, order_id), v.user_id);
-        *p++ = (char)v.side;
-        *p++ = (char)v.order_type;
-        *p++ = (char)v.tif;
-        *p++ = (char)v.stp;
-        p = put8(put8(put8(p, v.price), v.qty), v.quote_qty);
-        uint16_t n = (uint16_t)coid_len;
-        memcpy(p, &n, 2);
-        memcpy(p + 2, raw_coid, coid_len);
     }
-    if (journal_add(journal, accepted) < 0)
-        return NULL;
-    if (crosses)
-        return take(engine, book, journal, &c, &v, order_id, seq);
-
-    int status;
-    PyObject *order_id_obj = PyLong_FromLongLong(order_id);
-    if (order_id_obj == NULL)
-        return NULL;
-    seq++;
-    if (v.order_type == LIMIT && v.tif != GTC) { /* an IOC that crosses nothing */
-        if (add_order_event(journal, T_EXPIRED, seq, v.ts, v.symbol_id, order_id, v.user_id, v.qty, R_IOC) < 0)
-            goto fail;
-        status = EXPIRED;
-    } else { /* rest it */
-        PyObject *order = PyList_New(O_FIELDS);
-        if (order == NULL)
-            goto fail;
-        PyObject *zero = PyLong_FromLong(0);
-        PyObject *items[O_FIELDS] = {order_id_obj, c.user_id, c.side, c.price, c.qty, c.qty, zero, zero,
-                                     c.coid, c.order_type, c.tif, c.stp, c.ts, c.ts};
-        for (int i = 0; i < O_FIELDS; i++)
-            PyList_SET_ITEM(order, i, ref(items[i]));
-        Py_DECREF(zero);
-        int rc = PyDict_SetItem(SLOT(book, B_ORDERS), order_id_obj, order);
-        if (rc == 0) {
-            if (by_coid == NULL) {
-                PyObject *fresh = PyDict_New();
-                rc = fresh == NULL || PyDict_SetItem(fresh, c.coid, order) < 0 || PyDict_SetItem(users, c.user_id, fresh) < 0
-                         ? -1
-                         : 0;
-                Py_XDECREF(fresh);
-            } else {
-                rc = PyDict_SetItem(by_coid, c.coid, order);
-            }
-        }
-        long long depth_seq = i64(SLOT(book, B_DEPTH_SEQ)) + 1;
-        if (rc < 0 || set_slot_i64(book, B_DEPTH_SEQ, depth_seq) < 0) {
-            Py_DECREF(order);
-            goto fail;
-        }
-        PyObject *level = PyDict_GetItemWithError(SLOT(book, v.side == BUY ? B_BIDS : B_ASKS), c.price);
-        long long level_qty;
-        if (level == NULL) {
-            level_qty = v.qty;
-            rc = PyErr_Occurred() ? -1 : new_level(book, (int)v.side, c.price, v.price, order);
-        } else {
-            level_qty = i64(PyList_GET_ITEM(level, L_QTY)) + v.qty;
-            rc = set_item_i64(level, L_QTY, level_qty) < 0 || deque_call(deque_append, PyList_GET_ITEM(level, L_QUEUE), order) < 0
-                     ? -1
-                     : 0;
-        }
-        Py_DECREF(order);
-        if (rc < 0 || add_depth_one(journal, seq, v.ts, v.symbol_id, depth_seq, (int)v.side, v.price, level_qty) < 0)
-            goto fail;
-        status = NEW;
-    }
-    if (set_slot_i64(engine, E_LAST_SEQ, seq) < 0)
-        goto fail;
-    PyObject *items[17] = {
-        ref(c.symbol_id), order_id_obj, ref(c.coid), ref(c.user_id), ref(c.side), ref(c.order_type), ref(c.tif),
-        ref(c.stp), ref(c.price), ref(c.qty), PyLong_FromLong(0), PyLong_FromLong(0), PyLong_FromLong(0),
-        PyLong_FromLong(status), ref(c.ts), ref(c.ts), ref(c.ts),
-    };
-    PyObject *view = named_tuple(view_type, items, 17);
-    return view == NULL ? NULL : order_result(view, ref(empty_tuple));
-fail:
-    Py_DECREF(order_id_obj);
-    return NULL;
+    return result;
 }
 
 /* Engine._cancel for an order that exists and is the user's; None otherwise (the Python path rejects). */
@@ -929,8 +974,11 @@ static PyObject *cancel(PyObject *module, PyObject *const *args, Py_ssize_t narg
     long long seq = seq0 + 1, depth_seq = i64(SLOT(book, B_DEPTH_SEQ)) + 1;
     if (set_slot_i64(engine, E_LAST_SEQ, seq + 1) < 0 || set_slot_i64(book, B_DEPTH_SEQ, depth_seq) < 0)
         goto done;
-    if (add_order_event(journal, T_CANCELED, seq, ts, (uint32_t)symbol_id, order_id, user_id, remaining, 0) < 0 ||
-        add_depth_one(journal, seq + 1, ts, (uint32_t)symbol_id, depth_seq, (int)side, price, level_qty) < 0)
+    Events events;
+    events_init(&events);
+    if (add_order_event(&events, T_CANCELED, seq, ts, (uint32_t)symbol_id, order_id, user_id, remaining, 0) < 0 ||
+        add_depth_one(&events, seq + 1, ts, (uint32_t)symbol_id, depth_seq, (int)side, price, level_qty) < 0 ||
+        events_flush(&events, journal) < 0)
         goto done;
     PyObject *view = view_of(symbol_obj, order, CANCELED);
     if (view != NULL)
