@@ -96,6 +96,13 @@ class Authenticator:
         user = self.users.get(api_key) if api_key else None
         if user is None:
             user = await self.resolve(api_key)
+        return self.check(user, inputs)
+
+    def check(self, user: User, inputs: Inputs) -> int:
+        """The signature, timestamp and recvWindow of a request by ``user``; returns the user id.
+
+        ``verify`` without the key lookup: the fast lane calls it directly when the cache knows the key.
+        """
         params = inputs.params
         signature = params.get("signature")
         if signature is None or signature == "":
@@ -110,9 +117,8 @@ class Authenticator:
             recv_window = DEFAULT_RECV_WINDOW_MS
         elif recv_window > self.recv_window_max_ms or recv_window < 1:
             raise Malformed(f"parameter 'recvWindow' value {recv_window} is out of range 1..{self.recv_window_max_ms}")
-        mac = user.mac.copy()
-        mac.update(signed_payload(inputs))
-        if not hmac.compare_digest(mac.hexdigest().encode(), signature.lower().encode()):
+        expected = user.mac.hexdigest(signed_payload(inputs))
+        if not hmac.compare_digest(expected.encode(), signature.lower().encode()):
             raise BadSignature(f"signature {signature[:16]!r} is not valid for this request")
         now = now_ms()
         if timestamp > now + MAX_AHEAD_MS:

@@ -19,7 +19,6 @@ import asyncio
 import contextlib
 import functools
 import hashlib
-import hmac
 import logging
 import secrets
 import time
@@ -35,16 +34,42 @@ MISS_INTERVAL_S = 1.0
 MAX_REMEMBERED_MISSES = 100_000
 KEY_ALPHABET = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 KEY_LENGTH = 64
+_BLOCK = 64  # SHA-256 block size: the HMAC key pads' length
+
+
+class MacKey:
+    """A secret as HMAC-SHA256 (RFC 2104) keeps it: the hash states after the inner and outer key pads.
+
+    ``hexdigest(payload)`` equals ``hmac.new(secret, payload, "sha256").hexdigest()``; it copies
+    the two precomputed states instead of a keyed ``hmac.HMAC`` (whose ``copy`` and ``hexdigest``
+    each copy an OpenSSL context through Python wrappers): half the time per signature.
+    """
+
+    __slots__ = ("_inner", "_outer")
+
+    def __init__(self, secret: bytes) -> None:
+        key = hashlib.sha256(secret).digest() if len(secret) > _BLOCK else secret
+        key = key.ljust(_BLOCK, b"\0")
+        self._inner = hashlib.sha256(bytes(b ^ 0x36 for b in key))
+        self._outer = hashlib.sha256(bytes(b ^ 0x5C for b in key))
+
+    def hexdigest(self, payload: bytes) -> str:
+        """The lower-case hex HMAC-SHA256 of ``payload``."""
+        inner = self._inner.copy()
+        inner.update(payload)
+        outer = self._outer.copy()
+        outer.update(inner.digest())
+        return outer.hexdigest()
 
 
 class User(NamedTuple):
     user_id: int
     api_key: str
-    mac: hmac.HMAC  # keyed with the secret; copy() it per request
+    mac: MacKey  # keyed with the secret
 
 
 def _user(user_id: int, api_key: str, secret: str) -> User:
-    return User(user_id, api_key, hmac.new(secret.encode(), digestmod=hashlib.sha256))
+    return User(user_id, api_key, MacKey(secret.encode()))
 
 
 def new_key() -> str:

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import hmac
 import time
 from urllib.parse import urlencode
 
 import asyncpg
 import orjson
+import pytest
 
 from ingress.auth import sign
+from ingress.users import MacKey
 from tests.ingress.harness import TestUser, limit_order, now_ms
 
 ORDER = "/api/v3/order"
@@ -229,3 +232,13 @@ def test_concurrent_lookups_of_a_new_key_share_one_query(make_api) -> None:
 
     assert [u.user_id for u in found] == [dave.user_id] * 3
     assert users.queries == 1
+
+
+@pytest.mark.parametrize("key_len", [0, 1, 32, 63, 64, 65, 200])
+@pytest.mark.parametrize("payload", [b"", b"symbol=AAPL&side=BUY&timestamp=1", bytes(range(256)) * 3])
+def test_the_precomputed_mac_key_signs_as_hmac_sha256(key_len: int, payload: bytes) -> None:
+    secret = bytes((7 * i + 3) % 256 for i in range(key_len))
+
+    got = MacKey(secret).hexdigest(payload)
+
+    assert got == hmac.new(secret, payload, "sha256").hexdigest()

@@ -1,0 +1,130 @@
+"""A whole HTTP response in one socket write, for the fast lane on uvicorn's httptools protocol.
+
+An ASGI response is two messages, and uvicorn writes each at once: the status
+line and headers, then the body, so every answer costs two ``send`` system
+calls (each a trip through the loopback TCP stack) plus uvicorn's per-header
+checks. ``Replier.reply`` writes the same bytes in one ``transport.write``
+when ``send`` is the bound ``send`` of uvicorn's httptools
+``RequestResponseCycle`` and nothing asks for the general path; it then sets
+the cycle's state exactly as uvicorn's own ``send`` does for a response with a
+Content-Length (started, complete, message event set, connection closed when
+not keep-alive, ``on_response`` called). The bytes are those uvicorn would
+write: status line, uvicorn's default headers (``date``, ``server``), the
+given headers, the optional ``connection: close``, the body
+(``tests/ingress/test_reply.py`` compares them on a real server).
+
+It falls back to the two ASGI messages whenever it cannot vouch for that: a
+``send`` of any other server or version, the access log on, a response
+already started, writing paused by flow control, a disconnected client, or
+default headers that uvicorn would interpret (connection, content-length,
+transfer-encoding). Never logs, never raises for a condition it can check.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+try:  # the coupling is to these two names of uvicorn's httptools protocol, checked at import
+    from uvicorn.protocols.http.httptools_impl import STATUS_LINE as _STATUS_LINE
+    from uvicorn.protocols.http.httptools_impl import RequestResponseCycle as _Cycle
+except ImportError:  # pragma: no cover - uvicorn without httptools: always the ASGI path
+    _Cycle = None
+    _STATUS_LINE = {}
+
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+Header = tuple[bytes, bytes]
+
+_CYCLE_FIELDS = (
+    "transport",
+    "flow",
+    "access_log",
+    "default_headers",
+    "message_event",
+    "on_response",
+    "disconnected",
+    "keep_alive",
+    "waiting_for_100_continue",
+    "response_started",
+    "response_complete",
+    "chunked_encoding",
+    "expected_content_length",
+)
+_INTERPRETED = frozenset((b"connection", b"content-length", b"transfer-encoding"))
+_CLOSE = b"connection: close\r\n"
+
+
+def _cycle_is_known() -> bool:
+    """True when uvicorn's RequestResponseCycle sets every field this module reads and writes."""
+    if _Cycle is None:
+        return False
+    init = getattr(_Cycle.__init__, "__code__", None)
+    names = set(init.co_names) if init is not None else set()
+    return all(field in names for field in _CYCLE_FIELDS) and 200 in _STATUS_LINE
+
+
+class Replier:
+    """``await replier.reply(send, status, headers, body)``: one write where it can, the ASGI messages elsewhere.
+
+    ``write`` is its synchronous first half (no coroutine on the hot path): True when it answered.
+    """
+
+    def __init__(self) -> None:
+        self.enabled = _cycle_is_known()
+        self._defaults_of: object = None  # the default_headers list the cached bytes were made from
+        self._defaults = b""  # those headers as uvicorn writes them
+        self._defaults_ok = False  # False when uvicorn would interpret one of them: the ASGI path then
+        self.direct = 0  # answers written in one go (tests read it)
+
+    async def reply(self, send: Send, status: int, headers: Sequence[Header], body: bytes) -> None:
+        """Answer ``status`` with ``headers`` (lower-case names, one content-length) and ``body``."""
+        if not self.write(send, status, headers, body):
+            await send({"type": "http.response.start", "status": status, "headers": headers})
+            await send({"type": "http.response.body", "body": body})
+
+    def write(self, send: Send, status: int, headers: Sequence[Header], body: bytes) -> bool:
+        """The one-write answer when it can vouch for it (True); False: nothing done, send the ASGI messages."""
+        cycle = getattr(send, "__self__", None)
+        if (
+            type(cycle) is not _Cycle
+            or not self.enabled
+            or cycle.response_started
+            or cycle.access_log
+            or cycle.disconnected
+            or cycle.flow.write_paused
+        ):
+            return False
+        defaults = cycle.default_headers
+        if defaults is not self._defaults_of:
+            self._load_defaults(defaults)
+        if not self._defaults_ok:
+            return False
+        self._write(cycle, status, headers, body)
+        return True
+
+    def _load_defaults(self, defaults: list[Header]) -> None:
+        self._defaults_of = defaults
+        lines = [(name.lower(), value) for name, value in defaults]  # uvicorn writes names lower-cased
+        self._defaults_ok = not _INTERPRETED.intersection(name for name, _ in lines)
+        self._defaults = b"".join(name + b": " + value + b"\r\n" for name, value in lines)
+
+    def _write(self, cycle: Any, status: int, headers: Sequence[Header], body: bytes) -> None:
+        self.direct += 1
+        cycle.response_started = True
+        cycle.waiting_for_100_continue = False
+        cycle.chunked_encoding = False
+        cycle.expected_content_length = 0
+        parts = [_STATUS_LINE[status], self._defaults]
+        for name, value in headers:
+            parts += (name, b": ", value, b"\r\n")
+        keep_alive = cycle.keep_alive
+        if not keep_alive:
+            parts.append(_CLOSE)
+        parts += (b"\r\n", body)
+        transport = cycle.transport
+        transport.write(b"".join(parts))
+        cycle.response_complete = True
+        cycle.message_event.set()
+        if not keep_alive:
+            transport.close()
+        cycle.on_response()
