@@ -28,7 +28,20 @@ is printed too (the steadiest figure on a busy 2-core box, where the clients
 are the limit). Both servers run with uvloop when present and
 compression off.
 
-Usage: ``python loadtests/bench_ws.py [--quick] [--duration S] [--client-procs N] [--bare-source self|redis]``.
+``--feed-only`` measures instead wsfeed's CPU per event with no client and
+no Redis, in this process: the bench_orders order flow (70% resting GTC
+limits, 30% crossing IOC, 4 users, every default symbol, 2 shards) is run
+through real engines (``shards.engine.Engine``), their ``take_encoded`` bytes
+packed into stream entries of ``--batch`` orders each (as ``shards.stream``
+writes them), ``--per-read`` entries of each shard encoded as one raw RESP
+XREAD reply, and each reply parsed by hiredis and applied by the tailer
+(``Tailer.apply_reply``: decode, books, candles, tickers, order tracker) with
+no subscriber. It prints CPU µs per event and per order (best of
+``--rounds``); ``--profile`` adds a cProfile listing. The Redis round trip
+itself (one XREAD per read, about 60 µs of CPU here) is not in it.
+
+Usage: ``python loadtests/bench_ws.py [--quick] [--duration S] [--client-procs N] [--bare-source self|redis]``
+or ``python loadtests/bench_ws.py --feed-only [--quick] [--orders N] [--batch B] [--per-read R] [--profile]``.
 ``--quick`` (< 30 s): 1.5 s windows after 0.7 s + 1 s per 700 subscribers to connect.
 The last stdout line is one JSON object.
 """
@@ -48,6 +61,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
@@ -268,6 +282,141 @@ def drive_redis(redis_url: str, rate: int, until: float) -> int:
     return sent
 
 
+# --- --feed-only: wsfeed's own CPU per event, no clients, no Redis -----------------------------------------
+
+MID_TICKS = 10_000
+
+
+def feed_entries(orders: int, batch: int, seed: int = 1) -> tuple:
+    """(config, [(shard, entry id, fields)]) for ``orders`` orders of the bench_orders flow through real engines."""
+    import random
+
+    from deploy.config import load_config
+    from shards.engine import Engine
+    from shards.protocol import NewOrder
+    from shards.stream import entry_fields
+
+    config = load_config(None)
+    shards = config.engine.shards
+    engines = [Engine([s.spec() for s in config.symbols_of_shard(i)]) for i in range(shards)]
+    symbols = [(s.symbol_id, config.shard_of(s.symbol)) for s in config.symbols]
+    rng = random.Random(seed)
+    pending = [0] * shards
+    first = [1] * shards
+    count = [0] * shards
+    start_ms = int(time.time() * 1000)
+    out = []
+    for i in range(orders):
+        symbol_id, shard = symbols[i % len(symbols)]
+        side = rng.choice((1, 2))
+        sign = 1 if side == 1 else -1
+        ts = start_ms + i // 5  # about 5 000 orders/s
+        if rng.random() < 0.7:  # GTC, rests
+            price = MID_TICKS - sign * rng.randint(1, 20)
+            cmd = NewOrder(symbol_id, 1 + i % 4, f"c{i}", side, 1, 1, price, rng.randint(1, 3), 0, 2, ts)
+        else:  # IOC through the mid
+            cmd = NewOrder(
+                symbol_id, 1 + i % 4, f"c{i}", side, 1, 2, MID_TICKS + sign * 20, rng.randint(5, 8), 0, 2, ts
+            )
+        engine = engines[shard]
+        engine.apply(cmd)
+        pending[shard] += 1
+        if pending[shard] >= batch:
+            count[shard] += 1
+            fields = entry_fields(first[shard], engine.last_seq, engine.take_encoded(), bytes(32))
+            out.append((shard, b"%d-0" % count[shard], fields))
+            first[shard] = engine.last_seq + 1
+            pending[shard] = 0
+    return config, out
+
+
+def _resp(value: bytes | list) -> bytes:
+    if isinstance(value, bytes):
+        return b"$%d\r\n%s\r\n" % (len(value), value)
+    return b"*%d\r\n" % len(value) + b"".join(_resp(item) for item in value)
+
+
+def xread_replies(entries: list, per_read: int, shards: int) -> list[bytes]:
+    """Raw RESP XREAD replies, each with up to ``per_read`` entries of every shard."""
+    from shards.stream import stream_key
+
+    by_shard = [[(eid, f) for s, eid, f in entries if s == shard] for shard in range(shards)]
+    replies = []
+    at = 0
+    while True:
+        reply = []
+        for shard in range(shards):
+            chunk = by_shard[shard][at : at + per_read]
+            if chunk:
+                raw = [[eid, [x for pair in f.items() for x in pair]] for eid, f in chunk]
+                reply.append([stream_key(shard).encode(), raw])
+        if not reply:
+            return replies
+        replies.append(_resp(reply))
+        at += per_read
+
+
+def _feed_tailer(config: Any) -> Any:
+    from ingress.symbols import Catalog
+    from wsfeed.hub import Hub
+    from wsfeed.market import Market
+    from wsfeed.names import StreamNames
+    from wsfeed.tail import Tailer
+
+    market = Market(Catalog.from_config(config), StreamNames(s.symbol for s in config.symbols), Hub())
+    return Tailer(None, config.engine.shards, market, None)
+
+
+def _feed(tailer: Any, replies: list[bytes]) -> None:
+    import hiredis
+
+    for raw in replies:
+        reader = hiredis.Reader()
+        reader.feed(raw)
+        tailer.apply_reply(reader.gets())
+
+
+def feed_only(args: argparse.Namespace) -> int:
+    orders = args.orders or (10_000 if args.quick else 40_000)
+    rounds = args.rounds or (3 if args.quick else 5)
+    config, entries = feed_entries(orders, args.batch)
+    replies = xread_replies(entries, args.per_read, config.engine.shards)
+    best = float("inf")
+    events = 0
+    for _ in range(rounds):
+        tailer = _feed_tailer(config)
+        started = time.process_time()
+        _feed(tailer, replies)
+        best = min(best, time.process_time() - started)
+        events = tailer.market.events_applied
+        if tailer.bad_entries:
+            raise SystemExit(f"{tailer.bad_entries} entries could not be applied")
+    per_event = best / events * 1e6
+    per_order = best / orders * 1e6
+    print(
+        f"feed-only: {orders} orders, {len(entries)} entries ({args.batch} orders each), {len(replies)} reads, "
+        f"{events} events: {per_event:.2f} us CPU/event, {per_order:.2f} us CPU/order (best of {rounds})",
+        flush=True,
+    )
+    if args.profile:
+        import cProfile
+        import pstats
+
+        tailer = _feed_tailer(config)
+        profile = cProfile.Profile()
+        profile.enable()
+        _feed(tailer, replies)
+        profile.disable()
+        pstats.Stats(profile).sort_stats("tottime").print_stats(20)
+    summary = {
+        "bench": "ws", "mode": "feed_only", "quick": args.quick, "orders": orders, "entries": len(entries),
+        "orders_per_entry": args.batch, "reads": len(replies), "events": events, "rounds": rounds,
+        "cpu_us_per_event": round(per_event, 3), "cpu_us_per_order": round(per_order, 3),
+    }  # fmt: skip
+    print(json.dumps(summary))
+    return 0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true")
@@ -279,7 +428,15 @@ def main() -> int:
         default="self",
         help="bare server's trades: made in the server (self), or relayed from the same Redis stream (redis)",
     )
+    parser.add_argument("--feed-only", action="store_true", help="wsfeed's CPU per event, no clients, no Redis")
+    parser.add_argument("--orders", type=int, default=0, help="--feed-only: orders (default 40 000, quick 10 000)")
+    parser.add_argument("--batch", type=int, default=8, help="--feed-only: orders per stream entry")
+    parser.add_argument("--per-read", type=int, default=4, help="--feed-only: entries of each shard per XREAD")
+    parser.add_argument("--rounds", type=int, default=0, help="--feed-only: repetitions, the best counts")
+    parser.add_argument("--profile", action="store_true", help="--feed-only: print a cProfile listing too")
     args = parser.parse_args()
+    if args.feed_only:
+        return feed_only(args)
     window = args.duration or (1.5 if args.quick else 10.0)
 
     from deploy.embedded import start_redis

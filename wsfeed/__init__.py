@@ -10,6 +10,7 @@ the events out to its subscribers. Modules, from the socket inwards:
 - ``market``: books, candles and tickers rebuilt from the events; public messages;
 - ``orders``: open orders' running state and ``executionReport`` texts;
 - ``tail``: catch-up and ``XREAD`` tailing of the shard streams;
+- ``xread``: the follower's own Redis connection (hand-packed ``XREAD``, hiredis replies);
 - ``names``, ``klines``, ``listenkeys``: stream names, kline periods, listenKey keys in Redis.
 
 It never writes to the shard streams and never talks to the shards directly.

@@ -4,7 +4,16 @@
 group-committed batch) and updates, per symbol: the price levels (from
 ``DepthUpdate``: absolute quantities, 0 removes), the best bid and ask, the
 candles of every kline interval and 24 hours of 1-minute candles for the
-ticker; and the order tracker (``wsfeed.orders``). When ``live`` it also
+ticker; and the order tracker (``wsfeed.orders``).
+
+Candles: a trade updates only the current 1s candle. When a trade starts a
+new second (or a timer finds the second over) that candle is closed and
+folded into the longer intervals' candles, and those whose period ended are
+closed, in interval order: the messages are the same as if every trade had
+updated every interval (all intervals are whole seconds, aligned on second
+boundaries), at a 16th of the work per trade. A longer interval's current
+candle is its folded part plus the current second (``_current``), built only
+when a message or the ticker needs it. When ``live`` it also
 publishes, for streams someone subscribed to:
 
 - ``<s>@trade`` per trade;
@@ -35,7 +44,7 @@ from ingress.symbols import Catalog, SymbolRules
 from shards.book import L_QTY, O_COID, O_EXEC, O_OPEN, O_ORIG, O_PRICE, O_QUOTE, O_SIDE, O_TIF, O_TIME, O_TYPE, O_USER
 from shards.protocol import DepthUpdate, OrderAccepted, OrderAmended, OrderCanceled, OrderExpired, TradeEvent
 from wsfeed.hub import Hub
-from wsfeed.klines import DAY, MINUTE, period
+from wsfeed.klines import DAY, MINUTE, SECOND, period
 from wsfeed.names import StreamNames, SymbolStreams
 from wsfeed.orders import OrderTracker
 
@@ -51,8 +60,8 @@ def now_ms() -> int:
 
 class SymbolState:
     __slots__ = (
-        "rules", "names", "bids", "asks", "best_bid", "best_ask", "depth_seq", "pend", "pend100", "candles",
-        "dirty_klines", "minutes", "ticker_dirty", "last_price", "last_qty",
+        "rules", "names", "bids", "asks", "best_bid", "best_ask", "depth_seq", "pend", "pend100", "sec", "candles",
+        "kline_dirty", "minutes", "ticker_dirty", "last_price", "last_qty",
     )  # fmt: skip
 
     def __init__(self, rules: SymbolRules, names: SymbolStreams) -> None:
@@ -65,8 +74,9 @@ class SymbolState:
         self.depth_seq = 0
         self.pend: list | None = None  # [U, u, bids, asks] of this entry (@depth)
         self.pend100: list | None = None  # same since the last 100 ms flush (@depth@100ms)
-        self.candles: dict[str, list] = {}  # interval -> current candle
-        self.dirty_klines: set[str] = set()
+        self.sec: list | None = None  # the current 1s candle: the only one a trade updates
+        self.candles: dict[str, list] = {}  # interval (not 1s) -> its current candle up to the last folded second
+        self.kline_dirty = False  # a trade since the last flush_klines
         self.minutes: deque[list] = deque()  # closed 1m candles of the last 24 h
         self.ticker_dirty = False
         self.last_price = 0
@@ -91,9 +101,15 @@ class Market:
         touched: list[SymbolState] = []
         users = hub.users
         symbols = self.symbols
+        orders = self.orders
         for i, e in enumerate(events):
             kind = type(e)
-            if kind is DepthUpdate:
+            if kind is OrderAccepted:  # the most frequent event: the tracker's short path
+                if e.symbol_id in symbols:
+                    report = orders.accepted(e, now, users)
+                    if report is not None and live:
+                        hub.publish_user(e.user_id, report)
+            elif kind is DepthUpdate:
                 st = symbols.get(e.symbol_id)
                 if st is not None:
                     self._depth(st, e, live, touched)
@@ -102,12 +118,12 @@ class Market:
                 if st is None:
                     continue
                 self._trade(st, e, live, now)
-                for user_id, report in self.orders.apply(events, i, now, users):
+                for user_id, report in orders.apply(events, i, now, users):
                     if live:
                         hub.publish_user(user_id, report)
             elif kind in _ORDER_EVENTS:
                 if e.symbol_id in symbols:
-                    for user_id, report in self.orders.apply(events, i, now, users):
+                    for user_id, report in orders.apply(events, i, now, users):
                         if live:
                             hub.publish_user(user_id, report)
         self.events_applied += len(events)
@@ -145,8 +161,8 @@ class Market:
             _merge(st.pend100, e)
         else:  # nobody listens: a merge must never skip an update it claims to cover
             st.pend100 = None
-        bid = _best(e.bids, bids, st.best_bid, True)
-        ask = _best(e.asks, asks, st.best_ask, False)
+        bid = _best(e.bids, bids, st.best_bid, True) if e.bids else st.best_bid
+        ask = _best(e.asks, asks, st.best_ask, False) if e.asks else st.best_ask
         if bid != st.best_bid or ask != st.best_ask:
             st.best_bid, st.best_ask = bid, ask
             st.ticker_dirty = True
@@ -211,44 +227,88 @@ class Market:
         st.last_price = price
         st.last_qty = qty
         st.ticker_dirty = True
-        names = st.names
-        quote = price * qty
-        for interval, stream in names.klines:
-            c = st.candles.get(interval)
-            if c is None or ts > c[C_CLOSE_T]:
-                if c is not None:
-                    self._close_candle(st, interval, stream, c, live, now)
-                open_t, close_t = period(interval, ts)
-                tid = e.trade_id
-                st.candles[interval] = [open_t, close_t, price, price, price, price, qty, quote, 1, tid, tid]
+        st.kline_dirty = True
+        sec = st.sec
+        if sec is None or ts > sec[C_CLOSE_T]:
+            self._roll(st, sec, ts, live, now)
+            start = ts - ts % SECOND
+            tid = e.trade_id
+            st.sec = [start, start + SECOND - 1, price, price, price, price, qty, price * qty, 1, tid, tid]
+        else:
+            if price > sec[C_H]:
+                sec[C_H] = price
+            elif price < sec[C_L]:
+                sec[C_L] = price
+            sec[C_C] = price
+            sec[C_V] += qty
+            sec[C_Q] += price * qty
+            sec[C_N] += 1
+            sec[C_LAST] = e.trade_id
+        if live:
+            names = st.names
+            if self.hub.has(names.trade):
+                r = st.rules
+                self.hub.publish(
+                    names.trade,
+                    orjson.dumps(
+                        {
+                            "e": "trade",
+                            "E": now,
+                            "s": r.symbol,
+                            "t": e.trade_id,
+                            "p": r.price(price),
+                            "q": r.qty(qty),
+                            "T": ts,
+                            "m": e.taker_side == _SELL,
+                        }
+                    ),
+                )
+
+    def _roll(self, st: SymbolState, sec: list | None, ts: int, live: bool, now: int) -> None:
+        """A trade at ``ts`` starts a new second: close the 1s candle ``sec`` (None: a timer closed it), fold it
+        into the longer candles and close those whose period ends before ``ts`` (in interval order, as each
+        would close on its own)."""
+        klines = st.names.klines
+        if sec is not None:
+            self._close_candle(st, "1s", klines[0][1], sec, live, now)
+        candles = st.candles
+        for interval, stream in klines[1:]:
+            c = candles.get(interval)
+            if sec is not None:
+                if c is None:
+                    open_t, close_t = period(interval, sec[C_OPEN_T])
+                    c = candles[interval] = [open_t, close_t, *sec[C_O:]]
+                else:
+                    _fold(c, sec)
+            if c is not None and ts > c[C_CLOSE_T]:
+                self._close_candle(st, interval, stream, c, live, now)
+                del candles[interval]
+
+    def _fold_second(self, st: SymbolState, sec: list) -> None:
+        """Fold the (over) 1s candle ``sec`` into the longer candles; none closes here."""
+        candles = st.candles
+        for interval, _ in st.names.klines[1:]:
+            c = candles.get(interval)
+            if c is None:
+                open_t, close_t = period(interval, sec[C_OPEN_T])
+                candles[interval] = [open_t, close_t, *sec[C_O:]]
             else:
-                if price > c[C_H]:
-                    c[C_H] = price
-                if price < c[C_L]:
-                    c[C_L] = price
-                c[C_C] = price
-                c[C_V] += qty
-                c[C_Q] += quote
-                c[C_N] += 1
-                c[C_LAST] = e.trade_id
-            st.dirty_klines.add(interval)
-        if live and self.hub.has(names.trade):
-            r = st.rules
-            self.hub.publish(
-                names.trade,
-                orjson.dumps(
-                    {
-                        "e": "trade",
-                        "E": now,
-                        "s": r.symbol,
-                        "t": e.trade_id,
-                        "p": r.price(price),
-                        "q": r.qty(qty),
-                        "T": ts,
-                        "m": e.taker_side == _SELL,
-                    }
-                ),
-            )
+                _fold(c, sec)
+
+    def _current(self, st: SymbolState, interval: str) -> list | None:
+        """The whole current candle of ``interval``: its folded seconds and the current second."""
+        sec = st.sec
+        if interval == "1s":
+            return sec
+        c = st.candles.get(interval)
+        if sec is None:
+            return c
+        if c is None:
+            open_t, close_t = period(interval, sec[C_OPEN_T])
+            return [open_t, close_t, *sec[C_O:]]
+        c = c.copy()
+        _fold(c, sec)
+        return c
 
     def _close_candle(self, st: SymbolState, interval: str, stream: str, c: list, live: bool, now: int) -> None:
         if interval == "1m":
@@ -257,7 +317,6 @@ class Market:
                 st.minutes.popleft()
         if live and self.hub.has(stream):
             self.hub.publish(stream, self._kline_message(st, interval, c, True, now))
-        st.dirty_klines.discard(interval)
 
     def _kline_message(self, st: SymbolState, interval: str, c: list, closed: bool, now: int) -> bytes:
         r = st.rules
@@ -297,19 +356,29 @@ class Market:
         now = now_ms()
         hub = self.hub
         for st in self.symbols.values():
-            if not st.candles:
+            sec = st.sec
+            if sec is None and not st.candles:
                 continue
-            for interval, stream in st.names.klines:
-                c = st.candles.get(interval)
-                if c is None:
-                    continue
-                if now > c[C_CLOSE_T]:
+            dirty = st.kline_dirty
+            st.kline_dirty = False
+            klines = st.names.klines
+            if sec is not None:
+                if now > sec[C_CLOSE_T]:
+                    self._close_candle(st, "1s", klines[0][1], sec, True, now)
+                    self._fold_second(st, sec)
+                    st.sec = None
+                elif dirty and hub.has(klines[0][1]):
+                    hub.publish(klines[0][1], self._kline_message(st, "1s", sec, False, now))
+            candles = st.candles
+            for interval, stream in klines[1:]:
+                c = candles.get(interval)
+                if c is not None and now > c[C_CLOSE_T]:
                     self._close_candle(st, interval, stream, c, True, now)
-                    del st.candles[interval]
-                elif interval in st.dirty_klines:
-                    st.dirty_klines.discard(interval)
-                    if hub.has(stream):
-                        hub.publish(stream, self._kline_message(st, interval, c, False, now))
+                    del candles[interval]
+                elif dirty and hub.has(stream):
+                    current = self._current(st, interval)
+                    if current is not None:
+                        hub.publish(stream, self._kline_message(st, interval, current, False, now))
 
     def flush_tickers(self) -> None:
         now = now_ms()
@@ -322,7 +391,7 @@ class Market:
         r = st.rules
         since = now - DAY
         window = [c for c in st.minutes if c[C_OPEN_T] >= since - MINUTE + 1]
-        current = st.candles.get("1m")
+        current = self._current(st, "1m")
         if current is not None:
             window.append(current)
         if window:
@@ -392,6 +461,19 @@ def _best(changes: tuple, levels: dict[int, int], best: tuple[int, int], bid: bo
         return (0, 0)
     p = max(levels) if bid else min(levels)
     return (p, levels[p])
+
+
+def _fold(c: list, sec: list) -> None:
+    """Add the 1s candle ``sec`` (later, same period) to the candle ``c``."""
+    if sec[C_H] > c[C_H]:
+        c[C_H] = sec[C_H]
+    if sec[C_L] < c[C_L]:
+        c[C_L] = sec[C_L]
+    c[C_C] = sec[C_C]
+    c[C_V] += sec[C_V]
+    c[C_Q] += sec[C_Q]
+    c[C_N] += sec[C_N]
+    c[C_LAST] = sec[C_LAST]
 
 
 def _merge(pend: list, e: DepthUpdate) -> None:

@@ -66,11 +66,8 @@ class OrderTracker:
         if kind is TradeEvent:
             return self._trade(e, events, i, now_ms, wanted)
         if kind is OrderAccepted:
-            order = [e.user_id, e.client_order_id, e.side, e.order_type, e.tif, e.price, e.qty, e.quote_qty, 0, 0, e.ts]
-            self.orders[(e.symbol_id, e.order_id)] = order
-            if e.user_id not in wanted:
-                return []
-            return [(e.user_id, self._report(e.symbol_id, e.order_id, order, now_ms, e.ts, "NEW", "NEW"))]
+            report = self.accepted(e, now_ms, wanted)
+            return [] if report is None else [(e.user_id, report)]
         key = (e.symbol_id, e.order_id)
         found: list[Any] | None
         if kind is OrderAmended:
@@ -99,6 +96,14 @@ class OrderTracker:
                 x, status = "EXPIRED", "EXPIRED"
             return [(order[U], self._report(e.symbol_id, e.order_id, order, now_ms, e.ts, x, status))]
         return []
+
+    def accepted(self, e: OrderAccepted, now_ms: int, wanted: dict) -> bytes | None:
+        """Track a new order; its ``NEW`` report when its user is in ``wanted``, else None."""
+        order = [e.user_id, e.client_order_id, e.side, e.order_type, e.tif, e.price, e.qty, e.quote_qty, 0, 0, e.ts]
+        self.orders[(e.symbol_id, e.order_id)] = order
+        if e.user_id not in wanted:
+            return None
+        return self._report(e.symbol_id, e.order_id, order, now_ms, e.ts, "NEW", "NEW")
 
     def _trade(self, e: TradeEvent, events: Sequence[Any], i: int, now_ms: int, wanted: dict) -> list:
         out = []
