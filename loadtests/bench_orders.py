@@ -110,6 +110,7 @@ class Exchange:
             "rest": {"port": str(free_port()), "workers": str(workers), "answer_timeout_ms": "5000",
                      "recv_window_max_ms": "60000"},
             "engine": {"shards": str(shards), "wait_strategy": f'"{wait_strategy}"'},
+            "wsfeed": {"port": str(free_port())},  # not 4000: runs beside another exchange must not collide
         }  # fmt: skip
         for setting in settings:  # "section.key=value", value in TOML syntax
             name, _, value = setting.partition("=")
