@@ -1,4 +1,4 @@
-"""Events per second from the shard streams in Redis into PostgreSQL (fsync on), against bare binary COPY.
+"""Events per second from the shard streams in Redis into PostgreSQL (fsync on), against bare COPY; CPU per order.
 
 Setup (not timed): an embedded PostgreSQL (fsync and synchronous commit on)
 and Redis in a temporary folder; two matching engines fed a random order
@@ -7,21 +7,39 @@ IOC, cancels of resting orders), each batch of ``BATCH`` commands journaled
 to its shard's stream by ``shards.journal.RedisJournal``, exactly as a shard does.
 
 Timed, in the same run:
-- ours: ``persist.main.serve`` (one writer per shard, consumer groups, one
-  transaction per read, XACK after commit) until both shards' progress
+- ours: ``persist.main.serve`` (its writer for both shards: consumer groups,
+  one transaction per read, XACK after commit) until both shards' progress
   reaches the last sequence number;
 - bare: asyncpg ``copy_records_to_table`` of the same rows persist writes
   (trades, order history, one row per order) in batches of 10 000, one
   connection, into an empty copy of the same tables in the same server.
 
 The ratio is bare time / our time for the same rows (1.0 = as fast as bare
-COPY). Also measured: the time one ``RedisJournal.append_encoded`` takes (the
+COPY). CPU seconds of this process (persist's writers, plus a progress poll
+every 20 ms) and of every PostgreSQL process over the same window are
+reported per command.
+
+Live (what the exchange sees at single-order load): a persist process
+(``persist.main.run``, its own process, ``commit_interval_ms`` as the
+exchange's default) while this process appends stream entries of
+``--live-per-entry`` commands at ``--live-rate`` commands per second over
+both shards, with the order flow of ``bench_orders.py`` (70% resting GTC
+limits, 30% IOC limits crossing 20 ticks through the mid), for
+``--live-seconds``; then until persist has caught up. Reported: CPU of the
+persist process and of PostgreSQL (every server process: backends, WAL
+writer, checkpointer, autovacuum) per command, from /proc.
+
+Also measured: the time one ``RedisJournal.append_encoded`` takes (the
 round trip a shard adds before answering a batch), p50 and p99, for a batch
 of one command's events and of 64 commands' events. Events counts every event in the streams (depth updates and
 rejections included, which persist reads but does not store).
 
-Usage: ``python loadtests/bench_persist.py [--quick] [--commands N]``; the last
-stdout line is one JSON object.
+Diagnostics: ``BENCH_CPU_DETAIL=1`` prints each measured process's CPU seconds
+on stderr; ``BENCH_PERSIST_PROFILE=<file>`` runs the live persist process
+under cProfile, timed in CPU seconds, and dumps its stats there.
+
+Usage: ``python loadtests/bench_persist.py [--quick] [--commands N] [--live-rate R] [--live-per-entry N]
+[--live-seconds S] [--skip-bulk]``; the last stdout line is one JSON object.
 """
 
 from __future__ import annotations
@@ -29,16 +47,21 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import random
 import shutil
+import signal
+import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
 
 import asyncpg  # noqa: E402
+import redis  # noqa: E402
 
 from deploy.config import load_config  # noqa: E402
 from deploy.embedded import start_postgres, start_redis  # noqa: E402
@@ -47,12 +70,15 @@ from persist import main as persist_main  # noqa: E402
 from persist import store  # noqa: E402
 from persist.rows import HISTORY_COLUMNS, ORDER_COLUMNS, TRADE_COLUMNS, Batch  # noqa: E402
 from shards.engine import Engine  # noqa: E402
+from shards.events import encode_events  # noqa: E402
 from shards.journal import RedisJournal  # noqa: E402
 from shards.protocol import CancelOrder, NewOrder, OrderResult  # noqa: E402
+from shards.stream import stream_key  # noqa: E402
 
 BATCH = 512
 COPY_BATCH = 10_000
 SHARDS = 2
+MID = 10_000
 
 
 def generate(url: str, commands: int) -> tuple[int, list[list]]:
@@ -106,9 +132,55 @@ async def progress(dsn: str) -> dict[int, int]:
         await conn.close()
 
 
-async def run_ours(dsn: str, url: str, targets: dict[int, int]) -> float:
+def cpu_of(pids: list[int]) -> dict[int, float]:
+    """CPU seconds (user + system) of each of ``pids`` still alive."""
+    out = {}
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        out[pid] = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return out
+
+
+def postgres_pids(postmaster: int) -> list[int]:
+    """The postmaster and its children (backends, WAL writer, checkpointer, autovacuum ...)."""
+    pids = [postmaster]
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                stat = Path(f"/proc/{entry}/stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == postmaster:
+                pids.append(int(entry))
+    return pids
+
+
+class CpuWindow:
+    """CPU seconds of a set of processes between ``__init__`` and ``stop`` (processes that appear count whole)."""
+
+    def __init__(self, pids_now) -> None:  # noqa: ANN001 - a zero-argument function giving the pids
+        self.pids_now = pids_now
+        self.before = cpu_of(pids_now())
+
+    def stop(self) -> float:
+        after = cpu_of(self.pids_now())
+        self.by_pid = {pid: v - self.before.get(pid, 0.0) for pid, v in after.items()}
+        if os.environ.get("BENCH_CPU_DETAIL"):
+            for pid, v in sorted(self.by_pid.items(), key=lambda x: -x[1]):
+                title = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+                print(f"  cpu {v:7.3f} s  {pid} {title[:80]}", file=sys.stderr)
+        return sum(self.by_pid.values())
+
+
+async def run_ours(dsn: str, url: str, targets: dict[int, int], postmaster: int) -> tuple[float, float, float]:
+    """(seconds, CPU seconds of this process, CPU seconds of PostgreSQL) until persist reached ``targets``."""
     config = load_config(None, env={"DATABASE_URL": dsn, "REDIS_URL": url})
     stop = asyncio.Event()
+    pg_cpu = CpuWindow(lambda: postgres_pids(postmaster))
+    own_cpu = time.process_time()
     started = time.perf_counter()
     task = asyncio.create_task(persist_main.serve(config, list(range(SHARDS)), 0, stop))
     conn = await asyncpg.connect(dsn)
@@ -120,13 +192,140 @@ async def run_ours(dsn: str, url: str, targets: dict[int, int]) -> float:
             if task.done():
                 task.result()
                 raise RuntimeError("persist stopped before the end")
-            await asyncio.sleep(0.005)
+            await asyncio.sleep(0.02)
+        elapsed = time.perf_counter() - started
+        own = time.process_time() - own_cpu
+        pg = pg_cpu.stop()
     finally:
         await conn.close()
-    elapsed = time.perf_counter() - started
     stop.set()
     await task
-    return elapsed
+    return elapsed, own, pg
+
+
+# --- live: a persist process under a paced flow ---------------------------------------------
+
+
+Streams = list[list[tuple[bytes, int, int]]]  # per shard: (packed events, last seq, commands) of each entry
+
+
+def generate_live(commands: int, per_entry: int) -> Streams:
+    """Per shard: the stream entries (packed events, last seq, commands) of ``commands`` bench_orders-like orders."""
+    config = load_config(None, env={})
+    out = []
+    for shard in range(SHARDS):
+        specs = [s.spec() for s in config.symbols_of_shard(shard)]
+        engine = Engine(specs)
+        rng = random.Random(100 + shard)
+        entries = []
+        in_entry = 0
+        for i in range(commands):
+            spec = specs[i % len(specs)]
+            side = rng.choice((1, 2))
+            sign = 1 if side == 1 else -1
+            if rng.random() < 0.7:  # passive: rests
+                price, tif, qty = MID - sign * rng.randint(1, 20), 1, rng.randint(1, 3)
+            else:  # aggressive: crosses, takes, expires the rest
+                price, tif, qty = MID + sign * 20, 2, rng.randint(5, 8)
+            engine.apply(NewOrder(spec.symbol_id, 1 + i % 4, f"l{shard}.{i}", side, 1, tif, price, qty, 0, 0, i))
+            in_entry += 1
+            if in_entry == per_entry or i == commands - 1:
+                events = engine.take_events()
+                entries.append((encode_events(events), events[-1].seq, in_entry))
+                in_entry = 0
+        out.append(entries)
+    return out
+
+
+PERSIST_CHILD = (
+    "import os, sys; from deploy.config import build_config; import persist.main as m;"
+    " c = build_config({'engine': {'shards': int(sys.argv[1])}, 'persist': eval(sys.argv[2])});"
+    " p = os.environ.get('BENCH_PERSIST_PROFILE');"
+    " exec(PROFILED) if p else m.run(c, None, 0)"
+)  # the persist process as the exchange starts it (default commit_interval_ms)
+PROFILED = (  # BENCH_PERSIST_PROFILE=file: the persist process under cProfile, in CPU time
+    "import cProfile, time\npr = cProfile.Profile(time.process_time)\npr.runcall(m.run, c, None, 0)\npr.dump_stats(p)"
+)
+
+
+def run_live(dsn: str, url: str, postmaster: int, streams: Streams, rate: float, interval_ms: int | None) -> dict:
+    """Feed ``streams`` at ``rate`` commands/s to a persist process; its CPU and PostgreSQL's per command."""
+    _reset(dsn, url)
+    env = dict(os.environ, DATABASE_URL=dsn, REDIS_URL=url, PYTHONPATH=str(REPO))
+    code = PERSIST_CHILD.replace("exec(PROFILED)", f"exec({PROFILED!r})")
+    settings = {} if interval_ms is None else {"commit_interval_ms": interval_ms}
+    child = subprocess.Popen([sys.executable, "-c", code, str(SHARDS), repr(settings)], env=env, cwd=REPO)
+    try:
+        deadline = time.monotonic() + 30
+        client = redis.Redis.from_url(url)
+        while not all(_has_group(client, s) for s in range(SHARDS)):  # ready: its writers are reading
+            if time.monotonic() > deadline or child.poll() is not None:
+                raise RuntimeError("the persist process did not start")
+            time.sleep(0.05)
+        time.sleep(0.3)
+        journals = [RedisJournal(url, s, []) for s in range(SHARDS)]
+        pg_cpu = CpuWindow(lambda: postgres_pids(postmaster))
+        persist_cpu = CpuWindow(lambda: [child.pid])
+        started = time.perf_counter()
+        order = sorted((i, s) for s in range(SHARDS) for i in range(len(streams[s])))
+        sent = 0
+        for i, s in order:
+            data, last_seq, n = streams[s][i]
+            due = started + sent / rate
+            wait = due - time.perf_counter()
+            if wait > 0:
+                time.sleep(wait)
+            journals[s].append_encoded(data, last_seq)
+            sent += n
+        fed_s = time.perf_counter() - started
+        targets = {s: streams[s][-1][1] for s in range(SHARDS)}
+        deadline = time.monotonic() + 60
+        while True:
+            done = asyncio.run(progress(dsn))
+            if all(done.get(s, 0) >= t for s, t in targets.items()):
+                break
+            if time.monotonic() > deadline or child.poll() is not None:
+                raise RuntimeError("the persist process did not catch up")
+            time.sleep(0.02)
+        elapsed = time.perf_counter() - started
+        persist_s = persist_cpu.stop()
+        pg_s = pg_cpu.stop()
+        for j in journals:
+            j.close()
+        client.close()
+    finally:
+        child.send_signal(signal.SIGTERM)
+        child.wait(20)
+    return {
+        "live_commands": sent,
+        "live_rate_per_s": round(sent / fed_s),
+        "live_catch_up_s": round(elapsed - fed_s, 3),
+        "live_persist_cpu_us_per_order": round(persist_s * 1e6 / sent, 1),
+        "live_postgres_cpu_us_per_order": round(pg_s * 1e6 / sent, 1),
+    }
+
+
+def _has_group(client: redis.Redis, shard: int) -> bool:
+    try:
+        return bool(client.xinfo_groups(stream_key(shard)))
+    except redis.ResponseError:  # no stream yet
+        return False
+
+
+def _reset(dsn: str, url: str) -> None:
+    """Empty tables and streams: the live run starts where a new exchange starts."""
+
+    async def empty() -> None:
+        conn = await asyncpg.connect(dsn)
+        try:
+            await conn.execute("TRUNCATE orders, trades, order_history, persist_progress")
+        finally:
+            await conn.close()
+
+    asyncio.run(empty())
+    client = redis.Redis.from_url(url)
+    client.delete(*[stream_key(s) for s in range(SHARDS)])
+    client.close()
 
 
 async def run_bare(dsn: str, all_events: list[list]) -> tuple[float, int]:
@@ -180,41 +379,67 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="a run of well under 30 s")
     parser.add_argument("--commands", type=int, default=0, help="commands per shard")
+    parser.add_argument("--live-rate", type=float, default=5000.0, help="live: commands per second, all shards")
+    parser.add_argument("--live-per-entry", type=int, default=4, help="live: commands per stream entry")
+    parser.add_argument("--live-seconds", type=float, default=0.0, help="live: seconds of feeding (default 4, 10)")
+    parser.add_argument(
+        "--live-commit-interval-ms", type=int, default=None, help="live: persist.commit_interval_ms (default: default)"
+    )
+    parser.add_argument("--skip-bulk", action="store_true", help="only the live run")
     args = parser.parse_args()
     commands = args.commands or (25_000 if args.quick else 200_000)
+    live_seconds = args.live_seconds or (4.0 if args.quick else 10.0)
+    live_commands = int(args.live_rate * live_seconds / SHARDS)
     folder = Path(tempfile.mkdtemp(prefix="bench-persist-"))
     pg = start_postgres(folder)
     rd = start_redis(folder, appendfsync="everysec")
     try:
         dsn = pg.url
         asyncio.run(apply_migrations(dsn))
-        t0 = time.perf_counter()
-        events, all_events = generate(rd.url, commands)
-        gen_s = time.perf_counter() - t0
-        targets = {s: all_events[s][-1].seq for s in range(SHARDS)}
-        ours_s = asyncio.run(run_ours(dsn, rd.url, targets))
-        bare_s, rows = asyncio.run(run_bare(dsn, all_events))
-        latency = journal_latency(rd.url, all_events, 2_000 if args.quick else 20_000)
+        postmaster = pg.proc.pid
+        bulk: dict = {}
+        if not args.skip_bulk:
+            t0 = time.perf_counter()
+            events, all_events = generate(rd.url, commands)
+            gen_s = time.perf_counter() - t0
+            targets = {s: all_events[s][-1].seq for s in range(SHARDS)}
+            ours_s, ours_cpu, pg_cpu = asyncio.run(run_ours(dsn, rd.url, targets, postmaster))
+            bare_s, rows = asyncio.run(run_bare(dsn, all_events))
+            latency = journal_latency(rd.url, all_events, 2_000 if args.quick else 20_000)
+            bulk = {
+                "commands": commands * SHARDS,
+                "events": events,
+                "rows": rows,
+                "ours_s": round(ours_s, 3),
+                "ours_events_per_s": round(events / ours_s),
+                "ours_rows_per_s": round(rows / ours_s),
+                "ours_persist_cpu_us_per_command": round(ours_cpu * 1e6 / (commands * SHARDS), 1),
+                "ours_postgres_cpu_us_per_command": round(pg_cpu * 1e6 / (commands * SHARDS), 1),
+                "bare_copy_s": round(bare_s, 3),
+                "bare_copy_rows_per_s": round(rows / bare_s),
+                "ratio_vs_bare_copy": round(bare_s / ours_s, 3),
+                "generate_s": round(gen_s, 1),
+                **latency,
+            }
+            print(f"persist: {events} events ({rows} rows) in {ours_s:.2f} s; bare COPY of the rows {bare_s:.2f} s")
+        streams = generate_live(live_commands, args.live_per_entry)
+        live = run_live(dsn, rd.url, postmaster, streams, args.live_rate, args.live_commit_interval_ms)
+        print(
+            f"live: {live['live_commands']} commands at {live['live_rate_per_s']}/s, {args.live_per_entry} per entry;"
+            f" CPU per order: persist {live['live_persist_cpu_us_per_order']} us,"
+            f" PostgreSQL {live['live_postgres_cpu_us_per_order']} us"
+        )
     finally:
         rd.stop()
         pg.stop()
         shutil.rmtree(folder, ignore_errors=True)
     figures = {
         "bench": "persist",
-        "commands": commands * SHARDS,
-        "events": events,
-        "rows": rows,
-        "ours_s": round(ours_s, 3),
-        "ours_events_per_s": round(events / ours_s),
-        "ours_rows_per_s": round(rows / ours_s),
-        "bare_copy_s": round(bare_s, 3),
-        "bare_copy_rows_per_s": round(rows / bare_s),
-        "ratio_vs_bare_copy": round(bare_s / ours_s, 3),
-        "generate_s": round(gen_s, 1),
+        **bulk,
         "redis_appendfsync": "everysec",
-        **latency,
+        "live_per_entry": args.live_per_entry,
+        **live,
     }
-    print(f"persist: {events} events ({rows} rows) in {ours_s:.2f} s; bare COPY of the rows {bare_s:.2f} s")
     print(json.dumps(figures))
 
 

@@ -21,23 +21,31 @@ from tests.ingress.local_engine import LocalEngineClient
 from tests.persist.flow import persist_until
 
 
+class _Journaled:
+    """One shard's engine whose ``take_events`` journals the events to the shard's stream first."""
+
+    def __init__(self, engine: Any, journal: RedisJournal) -> None:
+        self.engine = engine
+        self.journal = journal
+        self.apply = engine.apply
+
+    def take_events(self) -> list:
+        events = self.engine.take_events()
+        self.journal.append(events)
+        return events
+
+    @property
+    def last_seq(self) -> int:
+        return self.engine.last_seq
+
+
 class JournalingEngine(LocalEngineClient):
     """The in-process engines of the REST tests, journaling each command's events to the shard's stream."""
 
     def __init__(self, config: Any, url: str) -> None:
         super().__init__(config)
         self.journals = [RedisJournal(url, i, []) for i in range(self.shard_count)]
-
-    def _apply(self, shard: int, cmd: object) -> Any:
-        engine = self.engines[shard]
-        real_take = engine.take_events
-        engine.take_events = lambda: []  # type: ignore[method-assign]  # keep them for the journal
-        try:
-            result = super()._apply(shard, cmd)
-        finally:
-            engine.take_events = real_take  # type: ignore[method-assign]
-        self.journals[shard].append(engine.take_events())
-        return result
+        self.engines = [_Journaled(e, j) for e, j in zip(self.engines, self.journals, strict=True)]  # type: ignore[misc]
 
     def targets(self) -> dict[int, int]:
         return {i: e.last_seq for i, e in enumerate(self.engines)}

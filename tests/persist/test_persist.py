@@ -15,7 +15,6 @@ from typing import Any
 import asyncpg
 import pytest
 import redis
-import redis.asyncio as aioredis
 
 from deploy.migrate import apply_migrations
 from persist import main as persist_main
@@ -101,18 +100,19 @@ def test_a_failed_commit_is_retried_and_loses_nothing(urls: tuple[str, str], mon
     dsn, url = urls
     engine = engine_of_shard(0)
     events = run_flow(engine, _journal(url, 0), 300, seed=7)
-    real = store.write_batch
+    real = store.write_batches
     failures = {"left": 2}
 
-    async def failing(conn: Any, batch: Any, after_seq: int) -> None:
+    async def failing(conn: Any, batches: Any) -> None:
         if failures["left"]:
             failures["left"] -= 1
             async with conn.transaction():
-                await conn.copy_records_to_table("trades", records=batch.trades, columns=store.TRADE_COLUMNS)
+                for batch in batches:
+                    await conn.copy_records_to_table("trades", records=batch.trades, columns=store.TRADE_COLUMNS)
                 raise asyncpg.exceptions.ConnectionDoesNotExistError("simulated loss mid-batch")
-        await real(conn, batch, after_seq)
+        await real(conn, batches)
 
-    monkeypatch.setattr(store, "write_batch", failing)
+    monkeypatch.setattr(store, "write_batches", failing)
     # act
     persist_until(dsn, url, {0: events[-1].seq})
     # assert
@@ -155,8 +155,7 @@ def test_a_loaded_writer_commits_once_per_interval_and_loses_nothing(urls: tuple
 
     async def main() -> tuple[int, float]:
         stop = asyncio.Event()
-        client = aioredis.Redis.from_url(url)
-        writer = persist_main.ShardWriter(dsn, client, 0, "persist-0", stop, commit_interval_s=interval_s)
+        writer = persist_main.Writer(dsn, url, [0], "persist-0", stop, commit_interval_s=interval_s)
         task = asyncio.create_task(writer.run())
         started = time.monotonic()
         for i in range(60):
@@ -170,7 +169,6 @@ def test_a_loaded_writer_commits_once_per_interval_and_loses_nothing(urls: tuple
         stop.set()
         await task
         await writer.close()
-        await client.aclose()
         return writer.batches, elapsed
 
     # act
@@ -180,3 +178,37 @@ def test_a_loaded_writer_commits_once_per_interval_and_loses_nothing(urls: tuple
     assert len(rows["orders"]) == 60
     assert asyncio.run(progress_of(dsn)) == {0: engine.last_seq}
     assert batches <= 2 + math.ceil(elapsed / interval_s), f"{batches} commits in {elapsed:.2f} s"
+
+
+def test_a_read_cut_into_many_statements_writes_every_event_once(urls: tuple[str, str], monkeypatch: Any) -> None:
+    # arrange: every entry its own statement
+    dsn, url = urls
+    monkeypatch.setattr(persist_main, "STATEMENT_BYTES", 1)
+    engines = {s: engine_of_shard(s) for s in (0, 1)}
+    events = {s: run_flow(engines[s], _journal(url, s), 300, seed=20 + s, per_batch=7) for s in (0, 1)}
+    targets = {s: events[s][-1].seq for s in (0, 1)}
+    # act
+    persist_until(dsn, url, targets)
+    # assert
+    assert asyncio.run(progress_of(dsn)) == targets
+    _check_rows(asyncio.run(_rows(dsn)), engines, events)
+
+
+def test_writes_by_binary_copy_give_the_same_rows(urls: tuple[str, str], monkeypatch: Any) -> None:
+    # arrange: every write large enough for the COPY path, and a replay of every entry afterwards
+    dsn, url = urls
+    monkeypatch.setattr(store, "COPY_ROWS", 0)
+    engines = {s: engine_of_shard(s) for s in (0, 1)}
+    events = {s: run_flow(engines[s], _journal(url, s), 400, seed=30 + s, per_batch=9) for s in (0, 1)}
+    targets = {s: events[s][-1].seq for s in (0, 1)}
+    # act
+    persist_until(dsn, url, targets)
+    client = redis.Redis.from_url(url)
+    for s in (0, 1):
+        client.xgroup_setid(stream_key(s), persist_main.GROUP, "0")
+    first = asyncio.run(_rows(dsn))
+    persist_until(dsn, url, targets)
+    # assert
+    assert asyncio.run(progress_of(dsn)) == targets
+    _check_rows(first, engines, events)
+    assert asyncio.run(_rows(dsn)) == first

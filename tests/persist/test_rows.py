@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import random
 
+import pytest
+
 from persist.rows import S_EXEC, S_ORIG, S_QUOTE, S_STATUS, Batch
 from shards.engine import Engine
+from shards.events import EventCodecError, encode_events
 from shards.protocol import (
     AmendOrder,
     CancelAll,
@@ -88,3 +91,28 @@ def test_order_states_follow_the_engine() -> None:
                 assert _row(cache[(1, o.order_id)]) == _state(o), (cmd, o)
         assert all(s[S_STATUS] in (1, 2) for s in cache.values())
     assert checked > 2000
+
+
+def test_packed_events_at_or_below_after_are_skipped_and_bad_bytes_raise() -> None:
+    # arrange: one batch of engine events (accepts, trades, depth updates), packed as a shard journals them
+    engine = Engine([SPEC])
+    for i, (side, qty) in enumerate(((2, 5), (2, 4), (1, 7))):
+        engine.apply(NewOrder(1, 1 + i, f"o{i}", side, 1, 1, 100, qty, 0, 0, 1_000 + i))
+    events = engine.take_events()
+    packed = encode_events(events)
+    middle = events[len(events) // 2].seq
+    whole = Batch(0, {})
+    whole.add(events)
+    head = Batch(0, {})
+    head.add(e for e in events if e.seq <= middle)
+    # act
+    tail = Batch(0, head.orders, after=middle)
+    tail.add_encoded(packed)
+    # assert: the tail batch holds exactly the rows of the events after ``middle``
+    assert tail.last_seq == whole.last_seq and tail.events == sum(1 for e in events if e.seq > middle)
+    assert tail.trades == [t for t in whole.trades if t[-1] > middle]
+    assert tail.history == [h for h in whole.history if h[1] > middle]
+    with pytest.raises(EventCodecError):
+        Batch(0, {}).add_encoded(packed[:-3])
+    with pytest.raises(EventCodecError):
+        Batch(0, {}).add_encoded(b"\x63" + packed)
