@@ -28,13 +28,12 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from shards.events import (
-    _ACCEPTED,
-    _AMENDED,
-    _CANCELED,
-    _DEPTH,
-    _EXPIRED,
-    _REJECTED,
-    _TRADE,
+    ACCEPTED_STRUCT,
+    AMENDED_STRUCT,
+    CANCELED_STRUCT,
+    DEPTH_STRUCT,
+    EXPIRED_STRUCT,
+    REJECTED_STRUCT,
     T_ACCEPTED,
     T_AMENDED,
     T_CANCELED,
@@ -42,6 +41,7 @@ from shards.events import (
     T_EXPIRED,
     T_REJECTED,
     T_TRADE,
+    TRADE_STRUCT,
     EventCodecError,
     encode_events,
 )
@@ -82,13 +82,13 @@ K_ACCEPTED, K_TRADE, K_CANCELED, K_AMENDED, K_EXPIRED = 1, 2, 3, 4, 5
 
 OrderKey = tuple[int, int]  # (symbol_id, order_id)
 
-_trade, _TRADE_SIZE = _TRADE.unpack_from, _TRADE.size
-_accepted, _ACCEPTED_SIZE = _ACCEPTED.unpack_from, _ACCEPTED.size
-_canceled, _CANCELED_SIZE = _CANCELED.unpack_from, _CANCELED.size
-_amended, _AMENDED_SIZE = _AMENDED.unpack_from, _AMENDED.size
-_expired, _EXPIRED_SIZE = _EXPIRED.unpack_from, _EXPIRED.size
-_depth, _DEPTH_SIZE = _DEPTH.unpack_from, _DEPTH.size
-_rejected, _REJECTED_SIZE = _REJECTED.unpack_from, _REJECTED.size
+_trade, _TRADE_SIZE = TRADE_STRUCT.unpack_from, TRADE_STRUCT.size
+_accepted, _ACCEPTED_SIZE = ACCEPTED_STRUCT.unpack_from, ACCEPTED_STRUCT.size
+_canceled, _CANCELED_SIZE = CANCELED_STRUCT.unpack_from, CANCELED_STRUCT.size
+_amended, _AMENDED_SIZE = AMENDED_STRUCT.unpack_from, AMENDED_STRUCT.size
+_expired, _EXPIRED_SIZE = EXPIRED_STRUCT.unpack_from, EXPIRED_STRUCT.size
+_depth, _DEPTH_SIZE = DEPTH_STRUCT.unpack_from, DEPTH_STRUCT.size
+_rejected, _REJECTED_SIZE = REJECTED_STRUCT.unpack_from, REJECTED_STRUCT.size
 _u16 = struct.Struct("<H").unpack_from
 
 

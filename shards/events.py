@@ -43,25 +43,26 @@ from shards.protocol import (
 )
 
 _HEAD = "<BqqI"
-_ACCEPTED = struct.Struct(_HEAD + "qqBBBBqqqH")
-_TRADE = struct.Struct(_HEAD + "qqqqqqqB")
-_CANCELED = struct.Struct(_HEAD + "qqq")
-_AMENDED = struct.Struct(_HEAD + "qqq")
-_EXPIRED = struct.Struct(_HEAD + "qqqB")
-_REJECTED = struct.Struct(_HEAD + "qiH")
-_DEPTH = struct.Struct(_HEAD + "qII")
-_DEPTH_ONE = struct.Struct(_HEAD + "qIIqq")
+# The layouts, public for readers of the journal bytes (persist/rows.py reads fields straight from them).
+ACCEPTED_STRUCT = struct.Struct(_HEAD + "qqBBBBqqqH")
+TRADE_STRUCT = struct.Struct(_HEAD + "qqqqqqqB")
+CANCELED_STRUCT = struct.Struct(_HEAD + "qqq")
+AMENDED_STRUCT = struct.Struct(_HEAD + "qqq")
+EXPIRED_STRUCT = struct.Struct(_HEAD + "qqqB")
+REJECTED_STRUCT = struct.Struct(_HEAD + "qiH")
+DEPTH_STRUCT = struct.Struct(_HEAD + "qII")
+DEPTH_ONE_STRUCT = struct.Struct(_HEAD + "qIIqq")
 _new = tuple.__new__  # builds a NamedTuple from a tuple without running its Python __new__
 _U16 = struct.Struct("<H")
 
 # Bound packers: the engine writes each event's bytes as it happens (type code first, then the event's fields,
 # strings replaced by their byte length and followed by the bytes).
-pack_accepted = _ACCEPTED.pack
-pack_trade = _TRADE.pack
-pack_canceled = _CANCELED.pack
-pack_amended = _AMENDED.pack
-pack_expired = _EXPIRED.pack
-pack_depth_one = _DEPTH_ONE.pack
+pack_accepted = ACCEPTED_STRUCT.pack
+pack_trade = TRADE_STRUCT.pack
+pack_canceled = CANCELED_STRUCT.pack
+pack_amended = AMENDED_STRUCT.pack
+pack_expired = EXPIRED_STRUCT.pack
+pack_depth_one = DEPTH_ONE_STRUCT.pack
 
 T_ACCEPTED, T_TRADE, T_CANCELED, T_AMENDED, T_EXPIRED, T_REJECTED, T_DEPTH = range(1, 8)
 
@@ -110,7 +111,7 @@ def pack_depth(seq: int, ts: int, symbol_id: int, depth_seq: int, bids: Sequence
         price, qty = bids[0] if bids else asks[0]
         return pack_depth_one(T_DEPTH, seq, ts, symbol_id, depth_seq, len(bids), len(asks), price, qty)
     flat = [x for level in bids for x in level] + [x for level in asks for x in level]
-    return _DEPTH.pack(T_DEPTH, seq, ts, symbol_id, depth_seq, len(bids), len(asks)) + struct.pack(
+    return DEPTH_STRUCT.pack(T_DEPTH, seq, ts, symbol_id, depth_seq, len(bids), len(asks)) + struct.pack(
         f"<{len(flat)}q", *flat
     )
 
@@ -119,7 +120,7 @@ def pack_rejected(seq: int, ts: int, symbol_id: int, user_id: int, coid: str, co
     """One OrderRejected's bytes."""
     raw_coid = _text(coid, "client_order_id")
     raw_msg = _text(msg, "msg")
-    head = _REJECTED.pack(T_REJECTED, seq, ts, symbol_id, user_id, code, len(raw_coid))
+    head = REJECTED_STRUCT.pack(T_REJECTED, seq, ts, symbol_id, user_id, code, len(raw_coid))
     return head + raw_coid + _U16.pack(len(raw_msg)) + raw_msg
 
 
@@ -148,22 +149,22 @@ def decode_events(data: bytes) -> list[Event]:
         while pos < end:
             kind = data[pos]
             if kind == T_ACCEPTED:
-                f = _ACCEPTED.unpack_from(data, pos)
-                pos += _ACCEPTED.size
+                f = ACCEPTED_STRUCT.unpack_from(data, pos)
+                pos += ACCEPTED_STRUCT.size
                 coid = _take_text(data, pos, f[13], end)
                 pos += f[13]
                 add(_new(OrderAccepted, (f[1], f[2], f[3], f[4], f[5], coid, *f[6:13])))
             elif kind == T_DEPTH:
-                if pos + _DEPTH_ONE.size <= end:
-                    f = _DEPTH_ONE.unpack_from(data, pos)
+                if pos + DEPTH_ONE_STRUCT.size <= end:
+                    f = DEPTH_ONE_STRUCT.unpack_from(data, pos)
                     if f[5] + f[6] == 1:
-                        pos += _DEPTH_ONE.size
+                        pos += DEPTH_ONE_STRUCT.size
                         pair = ((f[7], f[8]),)
                         bids, asks = (pair, ()) if f[5] else ((), pair)
                         add(_new(DepthUpdate, (f[1], f[2], f[3], f[4], bids, asks)))
                         continue
-                _, seq, ts, symbol_id, depth_seq, n_bids, n_asks = _DEPTH.unpack_from(data, pos)
-                pos += _DEPTH.size
+                _, seq, ts, symbol_id, depth_seq, n_bids, n_asks = DEPTH_STRUCT.unpack_from(data, pos)
+                pos += DEPTH_STRUCT.size
                 levels = n_bids + n_asks
                 if pos + 16 * levels > end:
                     raise EventCodecError(f"depth update at byte {pos} runs past the end ({end})")
@@ -172,20 +173,20 @@ def decode_events(data: bytes) -> list[Event]:
                 pairs = tuple(zip(flat[0::2], flat[1::2], strict=True))
                 add(_new(DepthUpdate, (seq, ts, symbol_id, depth_seq, pairs[:n_bids], pairs[n_bids:])))
             elif kind == T_TRADE:
-                add(_new(TradeEvent, _TRADE.unpack_from(data, pos)[1:]))
-                pos += _TRADE.size
+                add(_new(TradeEvent, TRADE_STRUCT.unpack_from(data, pos)[1:]))
+                pos += TRADE_STRUCT.size
             elif kind == T_EXPIRED:
-                add(_new(OrderExpired, _EXPIRED.unpack_from(data, pos)[1:]))
-                pos += _EXPIRED.size
+                add(_new(OrderExpired, EXPIRED_STRUCT.unpack_from(data, pos)[1:]))
+                pos += EXPIRED_STRUCT.size
             elif kind == T_CANCELED:
-                add(_new(OrderCanceled, _CANCELED.unpack_from(data, pos)[1:]))
-                pos += _CANCELED.size
+                add(_new(OrderCanceled, CANCELED_STRUCT.unpack_from(data, pos)[1:]))
+                pos += CANCELED_STRUCT.size
             elif kind == T_AMENDED:
-                add(_new(OrderAmended, _AMENDED.unpack_from(data, pos)[1:]))
-                pos += _AMENDED.size
+                add(_new(OrderAmended, AMENDED_STRUCT.unpack_from(data, pos)[1:]))
+                pos += AMENDED_STRUCT.size
             elif kind == T_REJECTED:
-                _, seq, ts, symbol_id, user_id, code, coid_len = _REJECTED.unpack_from(data, pos)
-                pos += _REJECTED.size
+                _, seq, ts, symbol_id, user_id, code, coid_len = REJECTED_STRUCT.unpack_from(data, pos)
+                pos += REJECTED_STRUCT.size
                 coid = _take_text(data, pos, coid_len, end)
                 pos += coid_len
                 (msg_len,) = _U16.unpack_from(data, pos)
