@@ -28,7 +28,14 @@ The low-latency lane, one record at a time: ``Producer.send`` (``Ring.write``
 inlined, then the doorbell check) and ``Consumer.recv`` (for one ring with
 ``spin`` or ``hybrid``, ``Ring.read_one`` polls the tail and copies the
 record in one frame), then ``Consumer.commit``. Batches go through ``wait``
-and ``Ring.read`` / ``read_array``; both lanes mix on one ring.
+and ``Ring.read`` / ``read_array``; both lanes mix on one ring. On a
+``CRing`` (``ringbuf.ring``: the C lane) each of these is one C call, chosen
+when the Producer or Consumer is built: ``send`` is a ``_ringcore.Sender``
+(the same steps p1-p3 below: the tail store-release, a compiler barrier that
+keeps it before the load of ``sleeping``, then ``eventfd`` write only if that
+word is set), a one-ring ``commit`` is the ring's, and a one-ring ``recv``
+with ``spin`` is ``RingCore._recv_spin`` (its poll loop, clock and signal
+checks in C). ``hybrid`` and ``block`` keep their sleep in Python.
 
 Handshake, on the ``sleeping`` word in each ring header (offset 384, written
 by the consumer only; see ``ringbuf.ring`` for the layout)::
@@ -80,7 +87,7 @@ from typing import TYPE_CHECKING
 
 from ringbuf import fence
 from ringbuf.errors import BadRingConfig
-from ringbuf.ring import _PAYLOAD, Record, Ring
+from ringbuf.ring import _PAYLOAD, CRing, Record, Ring, _ringcore
 
 if TYPE_CHECKING:
     import numpy as np
@@ -134,7 +141,10 @@ class Doorbell:
 
 
 class Producer:
-    """One ring plus its consumer's doorbell: write, then ring only if the consumer sleeps."""
+    """One ring plus its consumer's doorbell: write, then ring only if the consumer sleeps.
+
+    For a ``CRing`` the constructor builds a ``_CoreProducer``, whose ``send`` is one C call.
+    """
 
     __slots__ = (
         "ring",
@@ -149,6 +159,12 @@ class Producer:
         "_capacity",
         "_max_slot",
     )
+
+    def __new__(cls, ring: Ring, doorbell: Doorbell) -> Producer:
+        """A ``CRing``'s producer is a ``_CoreProducer`` (its ``send`` is one C call)."""
+        if cls is Producer and CRing is not None and isinstance(ring, CRing):
+            cls = _CoreProducer
+        return super().__new__(cls)
 
     def __init__(self, ring: Ring, doorbell: Doorbell) -> None:
         fence.register_producer()
@@ -210,6 +226,22 @@ class Producer:
         if self._sleeping[0]:
             os.eventfd_write(self.doorbell.fd, 1)
         return count
+
+
+class _CoreProducer(Producer):
+    """The Producer of a ``CRing``: ``send`` is a ``_ringcore.Sender``, set per instance.
+
+    The slot named ``send`` hides ``Producer.send`` (a slot is a data descriptor), so
+    ``producer.send(record)`` is one C call from the caller to the tail store and the doorbell
+    check: ``Ring.write``'s whole path in C (wrap and full ring included; a record too large goes
+    to ``Ring._write_slow``, which raises), then the same p2/p3 steps as the Python ``send``.
+    """
+
+    __slots__ = ("send",)
+
+    def __init__(self, ring: Ring, doorbell: Doorbell) -> None:
+        super().__init__(ring, doorbell)
+        self.send = _ringcore.Sender(ring, doorbell)  # type: ignore[method-assign]
 
 
 class _Waiting:
@@ -278,6 +310,13 @@ class Consumer(_Waiting):
         # recv's spinning lane: one ring, polled in the frame that copies the record out
         spins = strategy == "spin" or (strategy == "hybrid" and spin_us > 0)
         self._lane = self._read_ones[0] if spins and len(self.rings) == 1 else None
+        # Instance attributes that hide the methods below, chosen here once: with one ring, commit
+        # is that ring's own (on a CRing one C call, no frame of ours), and for one CRing with the
+        # spin strategy recv is RingCore._recv_spin (recv's spin loop below, in C).
+        if len(self.rings) == 1:
+            self.commit = self._commits[0]  # type: ignore[method-assign]
+            if strategy == "spin" and CRing is not None and isinstance(self.rings[0], CRing):
+                self.recv = self.rings[0]._recv_spin  # type: ignore[method-assign]
 
     def wait(self, timeout: float | None = None) -> bool:
         """Return True when some ring has data, False when ``timeout`` seconds pass first."""
@@ -296,7 +335,9 @@ class Consumer(_Waiting):
         seconds pass first. Frees nothing: ``commit`` does.
 
         One ring with ``spin`` (or ``hybrid``'s spin phase): ``Ring.read_one`` polls the tail and
-        copies the record out in one frame, the lowest latency this module offers.
+        copies the record out in one frame, the lowest latency this module offers. One ``CRing``
+        with ``spin``: this method is replaced (per instance) by ``RingCore._recv_spin``, the same
+        loop in C.
         """
         lane = self._lane
         if lane is not None:

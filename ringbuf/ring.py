@@ -3,10 +3,13 @@
 This docstring is the specification of the ring: memory layout, who writes
 which field, the order of the writes and why that order is enough.
 
-Owns: one shared-memory segment per ring, its header and its record framing.
-Never: takes a lock, makes a system call on the write or read path, or writes
-a field that belongs to the other side. Waking a sleeping consumer belongs to
-``ringbuf.doorbell``; this module only holds the ``sleeping`` word it reads.
+Owns: one shared-memory segment per ring, its header and its record framing;
+``Ring`` (all the Python code) and its two kinds, ``CRing`` (the single-record
+lane in C, ``ringbuf._ringcore``) and ``PyRing`` (pure Python; see "The C
+lane" below). Never: takes a lock, makes a system call on the write or read
+path, or writes a field that belongs to the other side. Waking a sleeping
+consumer belongs to ``ringbuf.doorbell``; this module only holds the
+``sleeping`` word it reads.
 
 Memory layout (little-endian; positions are 64-bit byte counts that only grow,
 the slot of position ``p`` is ``p & (capacity - 1)``)::
@@ -66,7 +69,10 @@ Publish order::
     (one 8-byte load of tail per poll) and does step 2 for the one record at
     the cursor, checking that it ends at or before the tail it loaded;
     ``doorbell.Producer.send`` is ``write``'s fast path inlined (length,
-    payload, then the one tail store).
+    payload, then the one tail store). The C lane does the same steps in the
+    same order with C11 atomics: step 2 of the producer and step 3 of the
+    consumer are ``__atomic_store_n(..., __ATOMIC_RELEASE)``, each load of the
+    other side's position is ``__atomic_load_n(..., __ATOMIC_ACQUIRE)``.
 
     Never publish a position with ``struct.pack_into``: it zero-fills its
     target before writing the value, so a polling reader can see 0 mid-update.
@@ -82,8 +88,10 @@ Why this is safe on x86-64 (TSO):
     - stores are not reordered with older loads: the consumer has copied a
       record out before its head store frees the space, and the producer has
       loaded head before it stores into the space that head freed;
-    - the C compiler cannot move these accesses across each other: each is a
-      separate trip through the interpreter's opaque calls;
+    - the C compiler cannot move these accesses across each other: in Python
+      each is a separate trip through the interpreter's opaque calls, in the
+      C lane the release stores and acquire loads forbid it (and compile to
+      the same plain ``mov`` on x86-64);
     - the one reordering x86 does, a store followed by a load of another
       address, only matters to the sleep/wake handshake on ``sleeping``; see
       ``ringbuf.doorbell`` for how it is closed.
@@ -91,8 +99,29 @@ Why this is safe on x86-64 (TSO):
 On a weaker memory model (ARM, POWER) plain stores are not enough: the tail
 and head stores must be store-release (``stlr``, or ``dmb ish`` before) and
 the loads of the other side's position load-acquire (``ldar``, or ``dmb``
-after). Python offers neither, so such a port needs a small C helper
-(C11 ``atomic_store_explicit(..., memory_order_release)`` and its loads).
+after). The C lane's atomics are exactly that; the Python paths (``PyRing``,
+and the batch, numpy and slow paths of both kinds) use plain stores, so on
+such a machine every position store and load would have to go through C.
+
+The C lane (``ringbuf._ringcore``, optional; this module stays the reference):
+    ``Ring.create``/``attach`` build a ``CRing`` where the extension is built
+    and a ``PyRing`` where it is not, or where ``RINGBUF_PURE_PYTHON=1`` was
+    set when this module was imported (the choice is made once per ring, when
+    it is built, from this module's ``_ringcore``). ``CRing``'s base
+    ``_ringcore.RingCore`` holds the producer's and consumer's private
+    positions (``_tail``, ``_limit``, ``_cursor``: the Python code reads and
+    writes them as attributes, as on a ``PyRing``) and the segment's buffer
+    (taken once per ring with the buffer protocol, released by ``close``
+    before the mapping goes), and replaces ``write``, ``read_one`` and
+    ``commit`` with C: one call each, wrap markers and a full ring included.
+    Records too large and framing that cannot be right go back to
+    ``_write_slow`` / ``_read_one_slow``, which raise the ring's errors. The
+    two kinds write and read the same bytes (layout, framing, wrap markers,
+    positions), so a ``CRing`` and a ``PyRing`` mix on one segment in either
+    direction, even inside one process. ``ringbuf.doorbell`` builds on it:
+    ``Producer.send`` of a ``CRing`` is one C call (write, then the doorbell
+    check), and so are a one-ring ``Consumer``'s ``commit`` and its ``recv``
+    with the spin strategy.
 
 Shared-memory hygiene (``ringbuf.segment``): the creator (the launcher)
 makes and unlinks each segment; attachers never register it with
@@ -102,6 +131,8 @@ nor warns.
 
 from __future__ import annotations
 
+import importlib
+import os
 import time
 from collections.abc import Sequence
 from multiprocessing import shared_memory
@@ -112,6 +143,21 @@ from ringbuf.errors import BadPosition, BadRingConfig, NotCreator, RecordTooLarg
 
 if TYPE_CHECKING:
     import numpy as np
+
+
+def _load_core() -> Any:
+    """``ringbuf._ringcore`` (the C lane), or None where it is not built or ``RINGBUF_PURE_PYTHON=1``."""
+    if os.environ.get("RINGBUF_PURE_PYTHON", "") not in ("", "0"):
+        return None
+    try:
+        return importlib.import_module("ringbuf._ringcore")
+    except ImportError:
+        return None
+
+
+# Chosen once, at import. Ring.create/attach read it each time they build a ring: set to None
+# (tests do), the rings built after that are PyRings, here and in processes forked after that.
+_ringcore: Any = _load_core()
 
 Record: TypeAlias = bytes | bytearray  # what write accepts; read returns bytes
 
@@ -144,29 +190,46 @@ def _check_capacity(capacity: int) -> None:
 
 class Ring:
     """One SPSC ring: the producer side (``write*``) and the consumer side
-    (``read*``, ``commit``) live in the same object, each used by one process."""
+    (``read*``, ``commit``) live in the same object, each used by one process.
 
-    __slots__ = (
-        "name",
-        "capacity",
-        "max_record",
-        "_shm",
-        "_mm",
-        "_creator",
-        "_mask",
-        "_max_slot",
-        "_u32",
-        "_header",
-        "_tail_word",
-        "_head_word",
-        "_sleeping_word",
-        "_np_data",
-        "_closed",
-        "_tail",
-        "_limit",
-        "_cursor",
-        "created_ns",
-    )
+    ``Ring.create`` and ``Ring.attach`` build a ``CRing`` where the C lane is built and a
+    ``PyRing`` where not; both are Rings and mix on one segment. This class holds all the
+    Python code: the reference, and ``PyRing``'s lane (``write``, ``read_one``, ``commit``),
+    which ``CRing`` takes from ``_ringcore.RingCore`` instead.
+    """
+
+    if TYPE_CHECKING:  # what every concrete Ring has: PyRing's slots, CRing's slots and members
+        __slots__ = (
+            "name",
+            "capacity",
+            "max_record",
+            "_shm",
+            "_mm",
+            "_creator",
+            "_mask",
+            "_max_slot",
+            "_u32",
+            "_header",
+            "_tail_word",
+            "_head_word",
+            "_sleeping_word",
+            "_np_data",
+            "_closed",
+            "created_ns",
+            "_tail",
+            "_limit",
+            "_cursor",
+        )
+    else:
+        __slots__ = ()  # the fields live in PyRing / CRing (``_FIELDS``), the positions too
+
+    name: str
+    capacity: int
+    max_record: int
+    created_ns: int
+    _tail: int  # the producer's: end of its last published record (equals the tail word)
+    _limit: int  # the producer's: head + capacity as last read (it may write up to here)
+    _cursor: int  # the consumer's read cursor
 
     def __init__(self, shm: shared_memory.SharedMemory, creator: bool) -> None:
         """Use ``Ring.create`` or ``Ring.attach``."""
@@ -200,6 +263,7 @@ class Ring:
         self._tail = self._tail_word[0]
         self._cursor = self._head_word[0]
         self._limit = self._cursor + capacity  # producer's cache: it may write up to this position
+        self._open_lane(buf)
 
     # ----------------------------------------------------------- lifecycle
 
@@ -215,14 +279,14 @@ class Ring:
         header[1] = VERSION
         header[0] = MAGIC  # last: an attacher that sees the magic sees the rest
         header.release()
-        return cls(shm, creator=True)
+        return _concrete(cls)(shm, creator=True)
 
     @classmethod
     def attach(cls, name: str) -> Ring:
         """Open the existing segment ``name`` without taking ownership of it."""
         shm = segment.open_untracked(name)
         try:
-            return cls(shm, creator=False)
+            return _concrete(cls)(shm, creator=False)
         except BaseException:
             shm.close()
             raise
@@ -238,6 +302,7 @@ class Ring:
             return
         self._closed = True
         self._np_data = None
+        self._close_lane()  # CRing: its hold on the buffer goes first, or the mapping cannot close
         for view in (self._u32, self._tail_word, self._head_word, self._sleeping_word, self._header):
             view.release()
         self._mm = None
@@ -263,7 +328,13 @@ class Ring:
         self.close()
 
     def __repr__(self) -> str:
-        return f"Ring({self.name!r}, capacity={self.capacity})"
+        return f"{type(self).__name__}({self.name!r}, capacity={self.capacity})"
+
+    def _open_lane(self, buf: memoryview) -> None:
+        """CRing: hold the segment's buffer for the C lane (once, from ``__init__``); PyRing: nothing."""
+
+    def _close_lane(self) -> None:
+        """CRing: release what ``_open_lane`` held (idempotent); PyRing: nothing."""
 
     # ------------------------------------------------------- producer side
 
@@ -609,6 +680,52 @@ def _run_length(lens: list[int], n: int) -> int:
         if length != n:
             return i
     return len(lens)
+
+
+# ------------------------------------------------------ the concrete rings
+
+_FIELDS = (
+    "name",
+    "capacity",
+    "max_record",
+    "_shm",
+    "_mm",
+    "_creator",
+    "_mask",
+    "_max_slot",
+    "_u32",
+    "_header",
+    "_tail_word",
+    "_head_word",
+    "_sleeping_word",
+    "_np_data",
+    "_closed",
+    "created_ns",
+)
+
+
+class PyRing(Ring):
+    """A Ring in pure Python: the reference lane, and every ring where the C lane is not built."""
+
+    __slots__ = (*_FIELDS, "_tail", "_limit", "_cursor")
+
+
+CRing: Any = None
+if _ringcore is not None:
+
+    class CRing(_ringcore.RingCore, Ring):  # type: ignore[no-redef]
+        """A Ring whose lane (``write``, ``read_one``, ``commit``) and positions (``_tail``,
+        ``_limit``, ``_cursor``) are ``_ringcore.RingCore``'s; everything else is Ring's Python."""
+
+        __slots__ = _FIELDS
+
+
+def _concrete(cls: type[Ring]) -> type[Ring]:
+    """What ``Ring.create``/``attach`` build: CRing while the C lane is on, else PyRing; a
+    concrete class asked for by name (``PyRing.create``) is built as asked."""
+    if cls is not Ring:
+        return cls
+    return CRing if _ringcore is not None and CRing is not None else PyRing
 
 
 _arrays: Any = None  # ringbuf.arrays, once a numpy method has been called

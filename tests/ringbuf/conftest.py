@@ -1,4 +1,5 @@
-"""Fixtures shared by the ring tests: fresh rings that are unlinked afterwards, and no child process left behind."""
+"""Fixtures shared by the ring tests: fresh rings that are unlinked afterwards, no child process left behind,
+and ``lane``, which runs a test once on the C lane and once in pure Python."""
 
 from __future__ import annotations
 
@@ -8,7 +9,24 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
+import ringbuf.ring as ring_module
 from ringbuf import Ring
+
+LANES = ("c", "python")
+
+
+@pytest.fixture(params=LANES)
+def lane(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """``c``: the rings the test builds are CRings (skipped where ``ringbuf._ringcore`` is not built);
+    ``python``: PyRings, here, in forked children (they inherit the switch) and in spawned
+    interpreters (``RINGBUF_PURE_PYTHON``). Modules use it with ``pytestmark = usefixtures("lane")``."""
+    if request.param == "c":
+        if ring_module.CRing is None:
+            pytest.skip("ringbuf._ringcore is not built: no C lane to test")
+    else:
+        monkeypatch.setattr(ring_module, "_ringcore", None)
+        monkeypatch.setenv("RINGBUF_PURE_PYTHON", "1")
+    return str(request.param)
 
 
 @pytest.fixture(autouse=True)

@@ -21,6 +21,7 @@ import pytest
 import ringbuf.doorbell as doorbell_module
 from ringbuf import AsyncConsumer, BadRingConfig, Consumer, Doorbell, Producer, Ring, fence
 
+pytestmark = pytest.mark.usefixtures("lane")  # each test on the C lane and in pure Python
 CTX = mp.get_context("fork")
 REPO = Path(__file__).resolve().parents[2]
 

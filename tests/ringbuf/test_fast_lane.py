@@ -18,6 +18,7 @@ import ringbuf.doorbell as doorbell_module
 from ringbuf import AsyncConsumer, BadRingConfig, Consumer, Doorbell, Producer, RecordTooLarge, Ring, RingCorrupt
 from ringbuf.ring import WRAP
 
+pytestmark = pytest.mark.usefixtures("lane")  # each test on the C lane and in pure Python
 CTX = mp.get_context("fork")
 
 

@@ -12,15 +12,20 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
 from ringbuf import RecordTooLarge, Ring, WrongRecordSize
-from ringbuf.ring import slot_size
+from ringbuf.ring import CRing, PyRing, slot_size
 
 CAPACITY = 512
 
 
 class RingModel(RuleBasedStateMachine):
+    """On the rings ``Ring.create``/``attach`` build (CRing where the C lane is built)."""
+
+    kinds: tuple[type[Ring], ...] = (Ring,)  # what the consumer restarts as, in turn
+
     @initialize()
     def create(self) -> None:
-        self.ring = Ring.create(f"test-model-{uuid.uuid4().hex[:12]}", CAPACITY)
+        self.restarts = 0
+        self.ring = self.kinds[0].create(f"test-model-{uuid.uuid4().hex[:12]}", CAPACITY)
         self.accepted: list[bytes] = []
         self.cursor = 0  # index into accepted of the next record to read
         self.committed = 0
@@ -137,7 +142,8 @@ class RingModel(RuleBasedStateMachine):
     def restart_consumer(self) -> None:
         name = self.ring.name
         self.ring.close()
-        self.ring = Ring.attach(name)
+        self.restarts += 1
+        self.ring = self.kinds[self.restarts % len(self.kinds)].attach(name)
         self.ring._creator = True  # this test created the segment and unlinks it in teardown
         self.cursor = self.committed
 
@@ -147,5 +153,21 @@ class RingModel(RuleBasedStateMachine):
             assert self.ring.pending() == (self.cursor < len(self.accepted))
 
 
+class PyRingModel(RingModel):
+    """The pure-Python lane alone."""
+
+    kinds = (PyRing,)
+
+
+class MixedRingModel(RingModel):
+    """Each restart switches between the C lane and pure Python on the same segment (byte-compatible)."""
+
+    kinds = (PyRing, CRing) if CRing is not None else (PyRing,)
+
+
 TestRingModel = RingModel.TestCase
 TestRingModel.settings = settings(max_examples=100, stateful_step_count=60, deadline=None)
+TestPyRingModel = PyRingModel.TestCase
+TestPyRingModel.settings = settings(max_examples=60, stateful_step_count=60, deadline=None)
+TestMixedRingModel = MixedRingModel.TestCase
+TestMixedRingModel.settings = settings(max_examples=60, stateful_step_count=60, deadline=None)

@@ -20,6 +20,7 @@ import pytest
 
 from ringbuf import Ring
 
+pytestmark = pytest.mark.usefixtures("lane")  # each test on the C lane and in pure Python
 CTX = mp.get_context("fork")
 DONE = 0xFFFF_FFFF_FFFF_FFF0
 

@@ -10,6 +10,8 @@ import pytest
 from ringbuf import BadPosition, BadRingConfig, NotCreator, RecordTooLarge, Ring, RingCorrupt
 from ringbuf.ring import HEADER_BYTES, WRAP, slot_size
 
+pytestmark = pytest.mark.usefixtures("lane")  # each test on the C lane and in pure Python
+
 
 def move_to(ring: Ring, position: int) -> None:
     """Advance an empty ring's positions to ``position`` with zero-length records."""
