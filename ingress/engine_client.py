@@ -221,7 +221,7 @@ class RingEngineClient:
         for shard, positions in by_shard.items():
             cmds = [items[i][1] for i in positions]
             ring = rings[shard]
-            if len(cmds) > 1 and all(type(c) is NewOrder for c in cmds):
+            if len(cmds) > 1 and type(cmds[0]) is NewOrder and len(set(map(type, cmds))) == 1:
                 per = self._orders_per_record[shard]
                 parts = [positions[k : k + per] for k in range(0, len(positions), per)]
                 records = [

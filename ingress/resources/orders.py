@@ -14,11 +14,9 @@ from typing import Any
 import falcon.asgi
 import orjson
 
+from ingress import batch, views
 from ingress import params as p
-from ingress import views
-from ingress.dispatch import EngineBusy
 from ingress.errors import ApiError, Malformed, MissingParam, error_of_exception, rejected_error
-from ingress.inputs import check_allowed
 from ingress.resources import history
 from ingress.resources.base import Context, answer, unexpected
 from shards.protocol import (
@@ -170,10 +168,6 @@ def _orders_param(params: dict[str, Any]) -> list[Any]:
     return orders
 
 
-def _error(ex: ApiError) -> dict[str, Any]:
-    return {"code": ex.code, "msg": ex.msg}
-
-
 class BatchOrders:
     """POST /api/v3/batchOrders: 1..100 new orders, one answer (order or error) per order, in order."""
 
@@ -184,32 +178,6 @@ class BatchOrders:
         ctx = self.ctx
         params, user_id = await ctx.signed(req, BATCH)
         orders = _orders_param(params)
-        out: list[Any] = [None] * len(orders)
-        items = []
-        sent = []
-        catalog = ctx.catalog
-        for i, item in enumerate(orders):
-            try:
-                if type(item) is not dict:
-                    raise Malformed(f"orders[{i}] must be an object, got {type(item).__name__}")
-                check_allowed(item, p.ORDER_PARAMS)
-                rules, cmd, resp_type = p.new_order(catalog, item, user_id)
-            except ApiError as ex:
-                out[i] = _error(ex)
-                continue
-            items.append((rules.shard, cmd))
-            sent.append((i, rules, resp_type))
-        if items:
-            results = await ctx.engine.call_batch(items)
-            for (i, rules, resp_type), res in zip(sent, results, strict=True):
-                if type(res) is OrderResult:
-                    out[i] = views.new_order(rules, res.order, res.fills, resp_type)
-                elif type(res) is Rejected:
-                    out[i] = _error(rejected_error(res))
-                elif isinstance(res, Exception):
-                    out[i] = _error(error_of_exception(res))
-                else:
-                    out[i] = _error(unexpected(res))
-            if any(type(r) is EngineBusy for r in results):
-                resp.set_header("Retry-After", "1")
-        answer(resp, out)
+        resp.data, busy = await batch.place(ctx.engine, ctx.catalog, orders, user_id)
+        if busy:
+            resp.set_header("Retry-After", "1")
