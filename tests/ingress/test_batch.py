@@ -9,7 +9,6 @@ built in one expression) are compared with the reference of a single order:
 from __future__ import annotations
 
 import random
-from decimal import Decimal
 from types import SimpleNamespace
 from typing import Any
 
@@ -23,21 +22,7 @@ from ingress.errors import ApiError, Malformed, error_of_exception, rejected_err
 from ingress.inputs import check_allowed
 from ingress.symbols import Catalog, rules_of
 from shards.protocol import Fill, OrderResult, OrderView, Rejected
-
-
-def _sym(symbol_id: int, name: str, tick: str, step: str, min_price: str, max_price: str, min_qty: str, max_qty: str):
-    return SimpleNamespace(
-        symbol=name,
-        symbol_id=symbol_id,
-        base_asset=name[:3],
-        quote_asset="USD",
-        tick_size=Decimal(tick),
-        step_size=Decimal(step),
-        min_price=Decimal(min_price),
-        max_price=Decimal(max_price),
-        min_qty=Decimal(min_qty),
-        max_qty=Decimal(max_qty),
-    )
+from tests.ingress.test_params import _sym
 
 
 def _catalog() -> Catalog:  # fresh rules per test: empty memo tables

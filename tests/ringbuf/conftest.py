@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterator
 import pytest
 
 import ringbuf.ring as ring_module
-from ringbuf import Ring
+from ringbuf import Doorbell, Ring
 
 LANES = ("c", "python")
 
@@ -40,11 +40,12 @@ def reap_children() -> Iterator[None]:
 
 @pytest.fixture
 def make_ring() -> Iterator[Callable[..., Ring]]:
-    """``make_ring(capacity=16 KiB)``: a new ring under a unique name, closed and unlinked after the test."""
+    """``make_ring(capacity=16 KiB, kind=Ring)``: a new ring under a unique name (``kind`` picks CRing or PyRing;
+    Ring builds the selected lane), closed and unlinked after the test."""
     made: list[Ring] = []
 
-    def make(capacity: int = 1 << 14) -> Ring:
-        ring = Ring.create(f"test-ring-{uuid.uuid4().hex[:12]}", capacity)
+    def make(capacity: int = 1 << 14, kind: type[Ring] = Ring) -> Ring:
+        ring = kind.create(f"test-ring-{uuid.uuid4().hex[:12]}", capacity)
         made.append(ring)
         return ring
 
@@ -52,3 +53,11 @@ def make_ring() -> Iterator[Callable[..., Ring]]:
     for ring in made:
         ring.close()
         ring.unlink()
+
+
+@pytest.fixture
+def bell() -> Iterator[Doorbell]:
+    """A doorbell, closed after the test."""
+    made = Doorbell.create()
+    yield made
+    made.close()

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import multiprocessing as mp
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import pytest
 
@@ -20,13 +20,6 @@ from ringbuf.ring import WRAP
 
 pytestmark = pytest.mark.usefixtures("lane")  # each test on the C lane and in pure Python
 CTX = mp.get_context("fork")
-
-
-@pytest.fixture
-def bell() -> Iterator[Doorbell]:
-    made = Doorbell.create()
-    yield made
-    made.close()
 
 
 @pytest.fixture

@@ -11,14 +11,11 @@ from __future__ import annotations
 import multiprocessing as mp
 import os
 import random
-import struct
 import subprocess
 import sys
 import threading
 import time
-import uuid
-import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -26,49 +23,12 @@ import pytest
 import ringbuf.doorbell as doorbell_module
 from ringbuf import Consumer, Doorbell, Producer, RecordTooLarge, Ring
 from ringbuf.ring import HEADER_BYTES, WRAP, CRing, PyRing
+from tests.ringbuf.test_ring_processes import HEADER, record, verify
 
 pytestmark = pytest.mark.skipif(CRing is None, reason="ringbuf._ringcore is not built: no C lane to compare")
 CTX = mp.get_context("fork")
-HEADER = struct.Struct("<QI")
 KINDS = {"c": CRing, "python": PyRing}
 ROOT = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture
-def bell() -> Iterator[Doorbell]:
-    made = Doorbell.create()
-    yield made
-    made.close()
-
-
-@pytest.fixture
-def pair() -> Iterator[Callable[[type[Ring], int], Ring]]:
-    """``pair(kind, capacity)``: a new segment made by ``kind``; closed and unlinked after the test."""
-    made: list[Ring] = []
-
-    def make(kind: type[Ring], capacity: int) -> Ring:
-        ring = kind.create(f"test-core-{uuid.uuid4().hex[:12]}", capacity)
-        made.append(ring)
-        return ring
-
-    yield make
-    for ring in made:
-        ring.close()
-        ring.unlink()
-
-
-def record(seq: int, body: bytes) -> bytes:
-    return HEADER.pack(seq, zlib.crc32(body, seq & 0xFFFFFFFF)) + body
-
-
-def verify(rec: bytes, expected_seq: int) -> None:
-    if len(rec) < 12:
-        raise AssertionError(f"record {expected_seq} has {len(rec)} bytes (torn?)")
-    seq, crc = HEADER.unpack_from(rec)
-    if seq != expected_seq:
-        raise AssertionError(f"record {seq} where {expected_seq} was due (loss, duplicate or early read)")
-    if zlib.crc32(memoryview(rec)[12:], seq & 0xFFFFFFFF) != crc:
-        raise AssertionError(f"record {seq}: bad checksum (torn or early read)")
 
 
 def body(rng: random.Random, max_body: int) -> bytes:
@@ -87,8 +47,8 @@ def test_the_selected_kind_is_what_ring_create_builds(lane: str, make_ring: Call
     assert isinstance(ring, Ring)
 
 
-def test_c_and_python_leave_the_same_bytes_in_the_segment(pair: Callable[[type[Ring], int], Ring]) -> None:
-    rings = [pair(CRing, 1024), pair(PyRing, 1024)]
+def test_c_and_python_leave_the_same_bytes_in_the_segment(make_ring: Callable[..., Ring]) -> None:
+    rings = [make_ring(1024, CRing), make_ring(1024, PyRing)]
     rng = random.Random(5)
     ops = [(rng.random(), rng.randint(0, 200)) for _ in range(3000)]
     answers: list[list[object]] = []
@@ -113,9 +73,9 @@ def test_c_and_python_leave_the_same_bytes_in_the_segment(pair: Callable[[type[R
 
 @pytest.mark.parametrize(("writer", "reader"), [(CRing, PyRing), (PyRing, CRing)])
 def test_each_lane_reads_what_the_other_wrote_across_a_wrap(
-    pair: Callable[[type[Ring], int], Ring], writer: type[Ring], reader: type[Ring]
+    make_ring: Callable[..., Ring], writer: type[Ring], reader: type[Ring]
 ) -> None:
-    made = pair(writer, 512)
+    made = make_ring(512, writer)
     other = reader.attach(made.name)
     try:
         write_side, read_side = made, other
@@ -137,8 +97,8 @@ def test_each_lane_reads_what_the_other_wrote_across_a_wrap(
         other.close()
 
 
-def test_c_write_takes_bytes_bytearray_and_memoryview_and_refuses_str(pair: Callable[[type[Ring], int], Ring]) -> None:
-    ring = pair(CRing, 1024)
+def test_c_write_takes_bytes_bytearray_and_memoryview_and_refuses_str(make_ring: Callable[..., Ring]) -> None:
+    ring = make_ring(1024, CRing)
 
     sent = [ring.write(b"ab"), ring.write(bytearray(b"cd")), ring.write(memoryview(b"xefx")[1:3])]
     with pytest.raises(TypeError):
@@ -149,8 +109,8 @@ def test_c_write_takes_bytes_bytearray_and_memoryview_and_refuses_str(pair: Call
 
 
 @pytest.mark.parametrize("kind", [CRing, PyRing])
-def test_read_one_takes_spin_by_position_or_keyword(pair: Callable[[type[Ring], int], Ring], kind: type[Ring]) -> None:
-    ring = pair(kind, 1024)
+def test_read_one_takes_spin_by_position_or_keyword(make_ring: Callable[..., Ring], kind: type[Ring]) -> None:
+    ring = make_ring(1024, kind)
 
     empty = [ring.read_one(), ring.read_one(3), ring.read_one(spin=3), ring.read_one(spin=-1)]
     ring.write(b"z")
@@ -161,8 +121,8 @@ def test_read_one_takes_spin_by_position_or_keyword(pair: Callable[[type[Ring], 
     assert ring.read_one(spin=10) == b"z"
 
 
-def test_a_closed_c_ring_refuses_the_lane(pair: Callable[[type[Ring], int], Ring]) -> None:
-    ring = pair(CRing, 1024)
+def test_a_closed_c_ring_refuses_the_lane(make_ring: Callable[..., Ring]) -> None:
+    ring = make_ring(1024, CRing)
     ring.close()
 
     for call in (lambda: ring.write(b"a"), ring.read_one, ring.commit):
@@ -172,9 +132,9 @@ def test_a_closed_c_ring_refuses_the_lane(pair: Callable[[type[Ring], int], Ring
 
 @pytest.mark.parametrize("kind", [CRing, PyRing])
 def test_send_rings_only_a_sleeping_consumer_even_when_the_ring_is_full(
-    pair: Callable[[type[Ring], int], Ring], bell: Doorbell, kind: type[Ring]
+    make_ring: Callable[..., Ring], bell: Doorbell, kind: type[Ring]
 ) -> None:
-    ring = pair(kind, 256)
+    ring = make_ring(256, kind)
     producer = Producer(ring, bell)
     awake = [producer.send(b"a" * 50) for _ in range(5)]  # 4 fit
     rung_awake = bell.drain()
@@ -191,10 +151,8 @@ def test_send_rings_only_a_sleeping_consumer_even_when_the_ring_is_full(
     assert len(ring.read()) == 4
 
 
-def test_producer_and_consumer_of_a_c_ring_use_the_c_lane(
-    pair: Callable[[type[Ring], int], Ring], bell: Doorbell
-) -> None:
-    ring = pair(CRing, 1024)
+def test_producer_and_consumer_of_a_c_ring_use_the_c_lane(make_ring: Callable[..., Ring], bell: Doorbell) -> None:
+    ring = make_ring(1024, CRing)
 
     producer = Producer(ring, bell)
     spinning = Consumer([ring], bell, "spin")
@@ -205,10 +163,8 @@ def test_producer_and_consumer_of_a_c_ring_use_the_c_lane(
     assert hybrid.recv.__func__ is Consumer.recv  # type: ignore[attr-defined]  # sleeping stays in Python
 
 
-def test_spin_recv_of_a_c_ring_times_out_then_takes_a_record(
-    pair: Callable[[type[Ring], int], Ring], bell: Doorbell
-) -> None:
-    ring = pair(CRing, 1024)
+def test_spin_recv_of_a_c_ring_times_out_then_takes_a_record(make_ring: Callable[..., Ring], bell: Doorbell) -> None:
+    ring = make_ring(1024, CRing)
     consumer = Consumer([ring], bell, "spin")
 
     started = time.monotonic()
@@ -255,7 +211,7 @@ def produce(kind: type[Ring], name: str, bell_fd: int, count: int, seed: int, re
 @pytest.mark.parametrize("strategy", ["spin", "block"])
 @pytest.mark.parametrize(("writer", "reader"), [("c", "python"), ("python", "c")])
 def test_a_stream_between_the_two_lanes_in_real_processes_arrives_intact(
-    pair: Callable[[type[Ring], int], Ring],
+    make_ring: Callable[..., Ring],
     bell: Doorbell,
     monkeypatch: pytest.MonkeyPatch,
     writer: str,
@@ -263,7 +219,7 @@ def test_a_stream_between_the_two_lanes_in_real_processes_arrives_intact(
     strategy: str,
 ) -> None:
     monkeypatch.setattr(doorbell_module, "BLOCK_SLICE", 30.0)  # block: only the doorbell wakes us in time
-    ring = pair(KINDS[reader], 4096)
+    ring = make_ring(4096, KINDS[reader])
     count = 20_000
     refusals: mp.Queue = CTX.Queue()
     child = CTX.Process(target=produce, args=(KINDS[writer], ring.name, bell.fd, count, 7, refusals), daemon=True)
@@ -294,9 +250,9 @@ def test_a_stream_between_the_two_lanes_in_real_processes_arrives_intact(
 
 
 def test_spin_recv_of_a_c_ring_lets_the_other_threads_of_its_process_run(
-    pair: Callable[[type[Ring], int], Ring], bell: Doorbell
+    make_ring: Callable[..., Ring], bell: Doorbell
 ) -> None:
-    ring = pair(CRing, 1024)
+    ring = make_ring(1024, CRing)
     consumer = Consumer([ring], bell, "spin")
     writer = threading.Timer(0.05, ring.write, args=(b"from a thread",))  # needs the GIL the spin holds
 
