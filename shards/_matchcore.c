@@ -9,12 +9,13 @@
  * work, not any step: the tests run every engine scenario through both and
  * compare them byte for byte.
  *
- * new_order(engine, cmd) and cancel(engine, cmd) return the command's result,
- * or None to decline: anything but the common cases (a rejection, a type it
- * does not expect, a value out of the journal's integer ranges) is declined
- * before the first change of state, and the caller then runs the Python path,
- * which gives the rejection its code and message. Never does I/O, never reads
- * a clock.
+ bind() returns the C Engine.apply. It takes NewOrder and CancelOrder to
+ * new_order() and cancel(), which return the command's result or None to
+ * decline: anything but the common cases (a rejection, a type it does not
+ * expect, a value out of the journal's integer ranges) is declined before the
+ * first change of state, and apply then runs the engine's Python method, which
+ * gives the rejection its code and message. Every other command goes to the
+ * Python apply. Never does I/O, never reads a clock.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -838,27 +839,37 @@ fail:
     return NULL;
 }
 
-/* Engine._new_order for the common cases; None when the Python path must take the command. */
-static PyObject *new_order(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+/* What both commands read off the engine; 0 when its slots are not what this core expects (it declines). */
+typedef struct {
+    PyObject *books, *journal;
+    long long last_seq;
+} EngineState;
+
+static int engine_state(PyObject *engine, EngineState *st)
 {
-    if (nargs != 2) {
-        PyErr_SetString(PyExc_TypeError, "new_order(engine, cmd)");
-        return NULL;
-    }
-    PyObject *engine = args[0], *cmd = args[1];
-    if (Py_TYPE(engine) != engine_type || !PyTuple_Check(cmd) || PyTuple_GET_SIZE(cmd) != 11)
+    if (Py_TYPE(engine) != engine_type)
+        return 0;
+    st->books = SLOT(engine, E_BOOKS);
+    st->journal = SLOT(engine, E_JOURNAL);
+    return st->books != NULL && st->journal != NULL && PyList_CheckExact(st->journal) &&
+           as_i64(SLOT(engine, E_LAST_SEQ), &st->last_seq);
+}
+
+/* Engine._new_order for the common cases; None when the Python path must take the command. */
+static PyObject *new_order(PyObject *engine, const EngineState *st, PyObject *cmd)
+{
+    if (!PyTuple_Check(cmd) || PyTuple_GET_SIZE(cmd) != 11)
         return declined();
-    PyObject *books = SLOT(engine, E_BOOKS), *journal = SLOT(engine, E_JOURNAL), *last_seq = SLOT(engine, E_LAST_SEQ);
-    if (books == NULL || journal == NULL || last_seq == NULL || !PyList_CheckExact(journal))
-        return declined();
+    PyObject *books = st->books, *journal = st->journal;
+    const long long seq0 = st->last_seq;
     PyObject **f = ((PyTupleObject *)cmd)->ob_item;
     NewOrderObjs c = {f[0], f[1], f[2], f[3], f[4], f[5], f[6], f[7], f[8], f[9], f[10]};
     NewOrderVals v;
-    long long symbol_id, seq0;
+    long long symbol_id;
     if (!as_i64(c.symbol_id, &symbol_id) || symbol_id < 0 || symbol_id > UINT32_MAX || !as_i64(c.user_id, &v.user_id) ||
         !as_i64(c.side, &v.side) || !as_i64(c.order_type, &v.order_type) || !as_i64(c.tif, &v.tif) ||
         !as_i64(c.price, &v.price) || !as_i64(c.qty, &v.qty) || !as_i64(c.quote_qty, &v.quote_qty) ||
-        !as_i64(c.stp, &v.stp) || !as_i64(c.ts, &v.ts) || !PyUnicode_CheckExact(c.coid) || !as_i64(last_seq, &seq0))
+        !as_i64(c.stp, &v.stp) || !as_i64(c.ts, &v.ts) || !PyUnicode_CheckExact(c.coid))
         return declined();
     v.symbol_id = (uint32_t)symbol_id;
     PyObject *book = PyDict_GetItemWithError(books, c.symbol_id);
@@ -928,23 +939,17 @@ static PyObject *new_order(PyObject *module, PyObject *const *args, Py_ssize_t n
 }
 
 /* Engine._cancel for an order that exists and is the user's; None otherwise (the Python path rejects). */
-static PyObject *cancel(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+static PyObject *cancel(PyObject *engine, const EngineState *st, PyObject *cmd)
 {
-    if (nargs != 2) {
-        PyErr_SetString(PyExc_TypeError, "cancel(engine, cmd)");
-        return NULL;
-    }
-    PyObject *engine = args[0], *cmd = args[1];
-    if (Py_TYPE(engine) != engine_type || !PyTuple_Check(cmd) || PyTuple_GET_SIZE(cmd) != 5)
+    if (!PyTuple_Check(cmd) || PyTuple_GET_SIZE(cmd) != 5)
         return declined();
-    PyObject *books = SLOT(engine, E_BOOKS), *journal = SLOT(engine, E_JOURNAL), *last_seq = SLOT(engine, E_LAST_SEQ);
-    if (books == NULL || journal == NULL || last_seq == NULL || !PyList_CheckExact(journal))
-        return declined();
+    PyObject *books = st->books, *journal = st->journal;
+    const long long seq0 = st->last_seq;
     PyObject **f = ((PyTupleObject *)cmd)->ob_item;
     PyObject *symbol_obj = f[0], *user_obj = f[1], *order_id_obj = f[2], *coid = f[3], *ts_obj = f[4];
-    long long symbol_id, user_id, order_id, ts, seq0;
+    long long symbol_id, user_id, order_id, ts;
     if (!as_i64(symbol_obj, &symbol_id) || symbol_id < 0 || symbol_id > UINT32_MAX || !as_i64(user_obj, &user_id) ||
-        !as_i64(order_id_obj, &order_id) || !as_i64(ts_obj, &ts) || !as_i64(last_seq, &seq0))
+        !as_i64(order_id_obj, &order_id) || !as_i64(ts_obj, &ts))
         return declined();
     PyObject *book = PyDict_GetItemWithError(books, symbol_obj);
     if (book == NULL || Py_TYPE(book) != book_type)
@@ -1012,15 +1017,18 @@ static PyObject *apply(PyObject *engine, PyObject *const *args, Py_ssize_t nargs
     }
     PyObject *cmd = args[0], *call_args[2] = {engine, cmd}, *result, *fallback;
     PyTypeObject *kind = Py_TYPE(cmd);
+    EngineState st;
     if (kind == (PyTypeObject *)new_order_type) {
-        result = new_order(NULL, call_args, 2);
+        result = engine_state(engine, &st) ? new_order(engine, &st, cmd) : declined();
         fallback = python_new_order;
     } else if (kind == (PyTypeObject *)cancel_type) {
-        result = cancel(NULL, call_args, 2);
+        result = engine_state(engine, &st) ? cancel(engine, &st, cmd) : declined();
         fallback = python_cancel;
     } else {
         return PyObject_Vectorcall(python_apply, call_args, 2, NULL);
     }
+    if (result == NULL)
+        return NULL;
     if (result != Py_None)
         return result;
     Py_DECREF(result);
@@ -1098,10 +1106,6 @@ static PyMethodDef methods[] = {
     {"bind", bind, METH_VARARGS,
      "bind(Engine, Book, OrderView, OrderResult, Fill, NewOrder, CancelOrder, deque, fok_fillable, heappush, "
      "heappop) -> the C Engine.apply (a method descriptor)."},
-    {"new_order", (PyCFunction)(void (*)(void))new_order, METH_FASTCALL,
-     "new_order(engine, cmd) -> result, or None when the Python path must take the command."},
-    {"cancel", (PyCFunction)(void (*)(void))cancel, METH_FASTCALL,
-     "cancel(engine, cmd) -> result, or None when the Python path must take the command."},
     {NULL, NULL, 0, NULL},
 };
 
