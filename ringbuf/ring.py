@@ -188,6 +188,27 @@ def _check_capacity(capacity: int) -> None:
         )
 
 
+# The fields of every concrete Ring (PyRing and CRing); PyRing adds the positions CRing keeps in C.
+_FIELDS = (
+    "name",
+    "capacity",
+    "max_record",
+    "_shm",
+    "_mm",
+    "_creator",
+    "_mask",
+    "_max_slot",
+    "_u32",
+    "_header",
+    "_tail_word",
+    "_head_word",
+    "_sleeping_word",
+    "_np_data",
+    "_closed",
+    "created_ns",
+)
+
+
 class Ring:
     """One SPSC ring: the producer side (``write*``) and the consumer side
     (``read*``, ``commit``) live in the same object, each used by one process.
@@ -199,27 +220,7 @@ class Ring:
     """
 
     if TYPE_CHECKING:  # what every concrete Ring has: PyRing's slots, CRing's slots and members
-        __slots__ = (
-            "name",
-            "capacity",
-            "max_record",
-            "_shm",
-            "_mm",
-            "_creator",
-            "_mask",
-            "_max_slot",
-            "_u32",
-            "_header",
-            "_tail_word",
-            "_head_word",
-            "_sleeping_word",
-            "_np_data",
-            "_closed",
-            "created_ns",
-            "_tail",
-            "_limit",
-            "_cursor",
-        )
+        __slots__ = (*_FIELDS, "_tail", "_limit", "_cursor")
     else:
         __slots__ = ()  # the fields live in PyRing / CRing (``_FIELDS``), the positions too
 
@@ -683,25 +684,6 @@ def _run_length(lens: list[int], n: int) -> int:
 
 
 # ------------------------------------------------------ the concrete rings
-
-_FIELDS = (
-    "name",
-    "capacity",
-    "max_record",
-    "_shm",
-    "_mm",
-    "_creator",
-    "_mask",
-    "_max_slot",
-    "_u32",
-    "_header",
-    "_tail_word",
-    "_head_word",
-    "_sleeping_word",
-    "_np_data",
-    "_closed",
-    "created_ns",
-)
 
 
 class PyRing(Ring):
