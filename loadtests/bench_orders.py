@@ -18,9 +18,12 @@ Phases, each with the same load tool, threads and connections:
 3. batch: signed ``POST /api/v3/batchOrders`` of 100 orders: orders/s (per-order
    errors inside the answers are counted and left out).
 4. paced: single orders at half the saturated rate. wrk2 is not packaged, so
-   the pace comes from wrk's ``delay()`` hook: each of C connections waits
-   ``BENCH_DELAY_MS`` after every answer, C chosen so that C / (delay +
-   latency) is the target rate. This is a closed loop: a server stall delays
+   the pace comes from wrk's ``delay()`` hook: each of C connections waits a
+   random think time (exponential, mean ``BENCH_DELAY_MS``) after every
+   answer, C chosen so that C / (delay + latency) is the target rate. Random
+   think times make the C connections' sends a Poisson stream; a fixed delay
+   kept them in step from their common start, so the phase measured bursts
+   of C requests queueing behind each other. This is a closed loop: a server stall delays
    the next requests instead of queueing them, so the tail it shows is a lower
    bound (coordinated omission); the achieved rate is reported beside it.
 

@@ -3,9 +3,10 @@
 ``python -m loadtests.bench_orders_client URL REQUESTS.tsv --connections 64 --duration 10``
 reads the same request file as ``bench_orders_wrk.lua`` (METHOD \\t TARGET \\t
 API-KEY \\t CONTENT-TYPE \\t BODY per line), keeps ``--connections`` HTTP/1.1
-connections busy (closed loop; ``--delay-ms`` waits after each response, for
-pacing) for ``--duration`` seconds, and prints the same ``BENCH_JSON {...}``
-line as the wrk script. One Python process tops out well below the server on
+connections busy (closed loop; ``--delay-ms`` waits a random think time,
+exponential with that mean, after each response: pacing as the wrk script's)
+for ``--duration`` seconds, and prints the same ``BENCH_JSON {...}`` line as
+the wrk script. One Python process tops out well below the server on
 a 2-core machine, so its figures are a floor, not the ceiling: install wrk.
 """
 
@@ -14,6 +15,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import random
 import sys
 import time
 from urllib.parse import urlsplit
@@ -47,6 +49,7 @@ async def _connection(host: str, port: int, requests: list[bytes], offset: int, 
     i = offset
     n = len(requests)
     clock = time.perf_counter
+    think = random.Random(offset).expovariate
     try:
         while clock() < stop_at:
             req = requests[i % n]
@@ -67,7 +70,7 @@ async def _connection(host: str, port: int, requests: list[bytes], offset: int, 
             if count_codes:
                 stats.codes += body.count(b'"code":')
             if delay_s:
-                await asyncio.sleep(delay_s)
+                await asyncio.sleep(think(1 / delay_s))
     except (OSError, asyncio.IncompleteReadError):
         stats.read_errors += 1
     finally:

@@ -5,7 +5,8 @@
 -- offset, and prints one line "BENCH_JSON {...}" with the run's figures.
 --   wrk -t2 -c64 -d10s -s bench_orders_wrk.lua http://127.0.0.1:3000 -- requests.tsv
 -- Environment:
---   BENCH_DELAY_MS=N   each connection waits N ms after a response before its next request (pacing)
+--   BENCH_DELAY_MS=N   each connection waits a random think time, exponential with mean N ms, after a
+--                      response before its next request (pacing: the sends form a Poisson stream)
 --   BENCH_COUNT_CODES=1 count '"code":' members in response bodies (per-order errors inside batches)
 
 local requests = {}
@@ -32,6 +33,7 @@ function init(args)
     error("no request in " .. args[1])
   end
   counter = ((tid or 1) * 7919) % #requests
+  math.randomseed((tid or 1) * 7919)  -- each thread its own think times
 end
 
 function request()
@@ -42,8 +44,10 @@ end
 
 local delay_ms = tonumber(os.getenv("BENCH_DELAY_MS") or "0")
 if delay_ms > 0 then
+  -- Exponential think times (mean delay_ms): the connections' sends form a Poisson stream instead of
+  -- bursts that stay in step from the common start.
   function delay()
-    return delay_ms
+    return -delay_ms * math.log(1 - math.random())
   end
 end
 
