@@ -16,7 +16,21 @@ it through ``Producer.send``; the consumer takes it with ``Consumer.recv``
 (the public low-latency lane) under each strategy (spin, hybrid, yield,
 block), and takes the difference; ``spin_read`` is the batch path instead
 (``Consumer.wait`` then ``Ring.read``). p50/p99/p99.9 in us. The same run
-measures the bare ring with a spinning consumer (``bare``).
+measures the bare ring with a spinning consumer (``bare``). ``block_sleeping``
+is ``block`` paced at ``--sleep-rate`` (default 2 000/s): the consumer sleeps
+on the doorbell before every record, the path an exchange at moderate load
+takes (one handshake and one wake-up per record). Each latency case also
+reports the consumer's CPU time per record (``cpu_us``, from getrusage).
+
+Handshake: ``handshake_ns`` is what a consumer pays to announce a sleep and
+look again (the doorbell's steps c2-c4, no sleep: the fence, or membarrier),
+with the ring's producer (built in a forked child, so it registers for
+membarrier where the code says it must) busy on the other CPU.
+
+Idle: a ``block`` consumer (and an ``AsyncConsumer``) waits on an empty ring
+for a while; ``idle_block_cpu_pct`` / ``idle_async_cpu_pct`` is the CPU it
+burnt, in percent of one core, and ``idle_*_polls`` how many times it called
+``poll``/``epoll_wait`` (periodic wake-ups while idle).
 
 Usage: ``python loadtests/bench_ring.py [--quick] [--pin] [--runs N]``; the
 last stdout line is one JSON object with every figure.
@@ -25,9 +39,12 @@ last stdout line is one JSON object with every figure.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import multiprocessing as mp
 import os
+import resource
+import select
 import statistics
 import sys
 import time
@@ -41,7 +58,7 @@ import numpy as np  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from ringbuf import Consumer, Doorbell, Producer, Ring  # noqa: E402
+from ringbuf import AsyncConsumer, Consumer, Doorbell, Producer, Ring  # noqa: E402
 
 CTX = mp.get_context("fork")
 RECORD = 64
@@ -288,6 +305,7 @@ def _latency_consumer(start: Any, results: Any, name: str, bell_fd: int, strateg
     samples: list[int] = []
     results.put("ready")
     start.wait()
+    cpu0 = _cpu_s()
     sent = 1  # 0: the end marker
     if batch:
         while sent:
@@ -308,8 +326,14 @@ def _latency_consumer(start: Any, results: Any, name: str, bell_fd: int, strateg
             if sent:
                 samples.append(now - sent)
             commit()
+    results.put(("cpu_s", _cpu_s() - cpu0))
     results.put(("samples", samples))
     ring.close()
+
+
+def _cpu_s() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
 
 
 def _latency_bare_producer(start: Any, results: Any, name: str, rate: int, seconds: float) -> None:
@@ -395,16 +419,125 @@ def _latency(strategy: str, rate: int, seconds: float) -> dict[str, float]:
             proc.start()
         assert [results.get(timeout=30) for _ in procs] == ["ready", "ready"]
         start.set()
-        done = dict(results.get(timeout=seconds + 60) for _ in procs)
+        done = dict(results.get(timeout=seconds + 60) for _ in range(len(procs) + (strategy != "bare")))
         for proc in procs:
             proc.join(timeout=30)
     finally:
         ring.close()
         ring.unlink()
         bell.close()
-    samples = np.array(done["samples"][len(done["samples"]) // 20 :], dtype=np.float64) / 1000.0  # drop warm-up
+    count = len(done["samples"])
+    samples = np.array(done["samples"][count // 20 :], dtype=np.float64) / 1000.0  # drop warm-up
     p50, p99, p999 = np.percentile(samples, [50, 99, 99.9])
-    return {"p50_us": round(p50, 2), "p99_us": round(p99, 2), "p999_us": round(p999, 1), "samples": len(samples)}
+    out = {"p50_us": round(p50, 2), "p99_us": round(p99, 2), "p999_us": round(p999, 1), "samples": len(samples)}
+    if "cpu_s" in done:
+        out["cpu_us"] = round(done["cpu_s"] * 1e6 / max(count, 1), 2)
+    return out
+
+
+# ---------------------------------------------------------------- handshake
+
+
+def _busy_producer(name: str, bell_fd: int, ready: Any, stop: Any) -> None:
+    ring = Ring.attach(name)
+    Producer(ring, Doorbell(bell_fd))
+    ready.set()
+    while not stop.is_set():
+        for _ in range(10_000):
+            pass
+    ring.close()
+
+
+def _handshake(seconds: float) -> float:
+    """ns per announce-and-look (steps c2-c4 of ``ringbuf.doorbell``) on an empty ring."""
+    ring = Ring.create(f"bench-{uuid.uuid4().hex[:8]}", 4096)
+    bell = Doorbell.create()
+    ready, stop = CTX.Event(), CTX.Event()
+    child = CTX.Process(target=_busy_producer, args=(ring.name, bell.fd, ready, stop))
+    child.start()
+    try:
+        ready.wait(30)
+        consumer = Consumer([ring], bell, "block")
+        go_to_sleep, wake_up = consumer._go_to_sleep, consumer._wake_up
+        clock = time.perf_counter_ns
+        count = 0
+        t0 = clock()
+        end = t0 + int(seconds * 1e9)
+        while clock() < end:
+            for _ in range(100):
+                go_to_sleep()
+                wake_up()
+            count += 100
+        elapsed = clock() - t0
+    finally:
+        stop.set()
+        child.join(timeout=30)
+        ring.close()
+        ring.unlink()
+        bell.close()
+    return elapsed / count
+
+
+# --------------------------------------------------------------------- idle
+
+
+class _CountingPoll:
+    """``select.poll()`` that counts its ``poll`` calls (the Consumer's sleeps)."""
+
+    def __init__(self) -> None:
+        self._poll = select.poll()
+        self.calls = 0
+
+    def register(self, *args: Any) -> None:
+        self._poll.register(*args)
+
+    def poll(self, *args: Any) -> Any:
+        self.calls += 1
+        return self._poll.poll(*args)
+
+
+def _idle(kind: str, seconds: float) -> dict[str, float]:
+    """CPU (% of a core) and sleeps of a consumer that waits ``seconds`` on an empty ring, in this process."""
+    ring = Ring.create(f"bench-{uuid.uuid4().hex[:8]}", 4096)
+    bell = Doorbell.create()
+    try:
+        if kind == "block":
+            consumer = Consumer([ring], bell, "block")
+            counter = consumer._poll = _CountingPoll()  # type: ignore[assignment]
+            cpu0 = _cpu_s()
+            consumer.wait(timeout=seconds)
+            cpu = _cpu_s() - cpu0
+            polls = counter.calls
+        else:
+            async_consumer = AsyncConsumer([ring], bell)
+
+            async def idle() -> tuple[float, int]:
+                loop = asyncio.get_running_loop()
+                selector = loop._selector  # type: ignore[attr-defined]
+                real_select = selector.select
+                calls = 0
+
+                def counted(timeout: float | None = None) -> Any:
+                    nonlocal calls
+                    calls += 1
+                    return real_select(timeout)
+
+                selector.select = counted
+                task = loop.create_task(async_consumer.wait())
+                await asyncio.sleep(0.01)
+                cpu0, calls = _cpu_s(), 0
+                await asyncio.sleep(seconds)
+                used, polls = _cpu_s() - cpu0, calls
+                task.cancel()
+                return used, polls
+
+            cpu, polls = asyncio.run(idle())
+            async_consumer.close()
+    finally:
+        ring.close()
+        ring.unlink()
+        bell.close()
+    return {"cpu_pct": round(cpu / seconds * 100, 2), "polls": polls}
 
 
 # --------------------------------------------------------------------- main
@@ -425,6 +558,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="whole run under 30 s")
     parser.add_argument("--rate", type=int, default=50_000, help="paced rate of the latency runs, records/s")
+    parser.add_argument("--sleep-rate", type=int, default=2_000, help="paced rate of block_sleeping, records/s")
     parser.add_argument("--runs", type=int, default=0, help="repetitions per throughput case (median kept)")
     parser.add_argument("--pin", action="store_true", help="pin producer and consumer to two CPUs")
     args = parser.parse_args(argv)
@@ -459,13 +593,24 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         ratio = ours_rate / bare_rate
         print(f"{case:10s} {ours_rate / 1e6:6.2f} M/s   bare {bare_rate / 1e6:6.2f} M/s   ratio {ratio:.2f}")
     seconds = 0.6 if args.quick else 3.0
-    for strategy in ("bare", "spin", "spin_read", "hybrid", "yield", "block"):  # bare: the minimal ring, spinning
-        lat = _latency(strategy, args.rate, seconds)
+    strategies = ("bare", "spin", "spin_read", "hybrid", "yield", "block", "block_sleeping")  # bare: minimal ring
+    for strategy in strategies:
+        rate = args.sleep_rate if strategy == "block_sleeping" else args.rate
+        lat = _latency(strategy.removesuffix("_sleeping"), rate, seconds if rate == args.rate else 2 * seconds)
         for key, value in lat.items():
             figures[f"latency_{strategy}_{key}"] = value
         figures_us = f"p50 {lat['p50_us']} us  p99 {lat['p99_us']} us  p99.9 {lat['p999_us']} us"
-        print(f"latency {strategy:5s} at {args.rate}/s: {figures_us}")
+        cpu = f"  consumer cpu {lat['cpu_us']} us/rec" if "cpu_us" in lat else ""
+        print(f"latency {strategy:5s} at {rate}/s: {figures_us}{cpu}")
     figures["latency_rate_per_s"] = args.rate
+    figures["latency_sleep_rate_per_s"] = args.sleep_rate
+    figures["handshake_ns"] = round(_handshake(0.5 if args.quick else 2.0))
+    print(f"handshake (c2-c4, a producer busy elsewhere): {figures['handshake_ns']} ns")
+    for kind in ("block", "async"):
+        idle = _idle(kind, 0.5 if args.quick else 2.0)
+        figures[f"idle_{kind}_cpu_pct"] = idle["cpu_pct"]
+        figures[f"idle_{kind}_polls"] = idle["polls"]
+        print(f"idle {kind:5s}: cpu {idle['cpu_pct']}% of a core, {idle['polls']} polls")
     print(json.dumps(figures))
     return figures
 

@@ -4,7 +4,8 @@
  * positions (_tail, _limit, _cursor) and the buffer of the segment, held once per ring, and
  * the lane's methods write, read_one, commit and _recv_spin (ringbuf.doorbell.Consumer.recv's
  * spin loop); Sender, the callable behind ringbuf.doorbell.Producer.send for such a ring
- * (write, then ring the doorbell only if the consumer sleeps).
+ * (write, then ring the doorbell only if the consumer sleeps); full_fence, the store-load fence of the
+ * doorbell's handshake for the producers and consumers written in Python.
  * Never: changes the layout or framing of ringbuf.ring (its docstring is the specification,
  * and this file writes and reads exactly those bytes), sleeps, takes a lock, or raises a ring
  * error itself: wrong framing and records too large go to the Python methods that raise them.
@@ -12,9 +13,9 @@
  * Ordering: the tail and the head are published with one 8-byte store-release
  * (__atomic_store_n(..., __ATOMIC_RELEASE)) and the other side's position is read with
  * load-acquire; on x86-64 both are plain aligned moves, the same instructions as the Python
- * path's memoryview stores, so the two mix on one ring in either direction. Sender keeps the
- * doorbell's order (tail store, then the load of sleeping) with a compiler barrier; the
- * store-to-load fence that order needs comes from the consumer's membarrier (ringbuf.fence).
+ * path's memoryview stores, so the two mix on one ring in either direction. Sender puts a full
+ * fence between the tail store and the load of sleeping (the doorbell's steps p1 and p2: a store
+ * followed by a load of another address is the one reordering x86 does); see ringbuf.doorbell.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -421,6 +422,28 @@ static PyTypeObject RingCoreType = {
     .tp_new = PyType_GenericNew,
 };
 
+/* ------------------------------------------------------------------- fence */
+
+/* A full fence: no later load runs before an earlier store is visible to every CPU. On x86-64 a
+ * locked add to the stack (what the Linux kernel's smp_mb uses: cheaper than mfence, the same
+ * order for ordinary memory); elsewhere the compiler's sequentially consistent fence. */
+static inline void
+store_load_fence(void)
+{
+#if defined(__x86_64__)
+    __asm__ __volatile__("lock; addl $0,-4(%%rsp)" ::: "memory", "cc");
+#else
+    __atomic_thread_fence(__ATOMIC_SEQ_CST);
+#endif
+}
+
+static PyObject *
+full_fence(PyObject *Py_UNUSED(module), PyObject *Py_UNUSED(ignored))
+{
+    store_load_fence();
+    Py_RETURN_NONE;
+}
+
 /* ------------------------------------------------------------------- Sender */
 
 typedef struct {
@@ -470,9 +493,8 @@ sender_vectorcall(PyObject *callable, PyObject *const *args, size_t nargsf, PyOb
     int ok = core_write_impl(self->ring, args[0]);
     if (ok < 0)
         return NULL;
-    /* Keep the tail store before this load in the instruction stream (the doorbell's handshake,
-     * step p1 then p2): a compiler barrier, no instruction; the consumer's membarrier does the rest. */
-    __atomic_signal_fence(__ATOMIC_SEQ_CST);
+    /* The doorbell's handshake, steps p1 then p2: the tail store is visible before sleeping is loaded. */
+    store_load_fence();
     if (__atomic_load_n(self->ring->sleeping_p, __ATOMIC_RELAXED) != 0 && ring_doorbell(self->doorbell) < 0)
         return NULL;
     return PyBool_FromLong(ok);
@@ -532,7 +554,7 @@ static PyTypeObject SenderType = {
     .tp_vectorcall_offset = offsetof(Sender, vectorcall),
     .tp_call = PyVectorcall_Call,
     .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_HAVE_VECTORCALL,
-    .tp_doc = "Sender(ring, doorbell)(record) -> bool: ring.write(record), then os.eventfd_write(doorbell.fd, 1)\n"
+    .tp_doc = "Sender(ring, doorbell)(record) -> bool: ring.write(record), a full fence, then os.eventfd_write(doorbell.fd, 1)\n"
               "if the ring's consumer sleeps (the doorbell's step p3). Producer.send of a CRing.",
     .tp_traverse = (traverseproc)sender_traverse,
     .tp_clear = (inquiry)sender_clear,
@@ -541,11 +563,18 @@ static PyTypeObject SenderType = {
 
 /* ------------------------------------------------------------------- module */
 
+static PyMethodDef module_methods[] = {
+    {"full_fence", full_fence, METH_NOARGS,
+     "full_fence() -> None: a full memory fence (store-load included), the doorbell handshake's p1-p2 and c3."},
+    {NULL, NULL, 0, NULL},
+};
+
 static struct PyModuleDef ringcore_module = {
     PyModuleDef_HEAD_INIT,
     .m_name = "_ringcore",
     .m_doc = "The ring's single-record lane in C; see ringbuf.ring for the layout and ordering it follows.",
     .m_size = -1,
+    .m_methods = module_methods,
 };
 
 PyMODINIT_FUNC

@@ -31,49 +31,62 @@ record in one frame), then ``Consumer.commit``. Batches go through ``wait``
 and ``Ring.read`` / ``read_array``; both lanes mix on one ring. On a
 ``CRing`` (``ringbuf.ring``: the C lane) each of these is one C call, chosen
 when the Producer or Consumer is built: ``send`` is a ``_ringcore.Sender``
-(the same steps p1-p3 below: the tail store-release, a compiler barrier that
-keeps it before the load of ``sleeping``, then ``eventfd`` write only if that
-word is set), a one-ring ``commit`` is the ring's, and a one-ring ``recv``
-with ``spin`` is ``RingCore._recv_spin`` (its poll loop, clock and signal
-checks in C). ``hybrid`` and ``block`` keep their sleep in Python.
+(the steps p1-p3 below: the tail store-release, the fence F, then the
+``eventfd`` write only if ``sleeping`` is set), a one-ring ``commit`` is the
+ring's, and a one-ring ``recv`` with ``spin`` is ``RingCore._recv_spin`` (its
+poll loop, clock and signal checks in C). ``hybrid`` and ``block`` keep their sleep in Python.
 
 Handshake, on the ``sleeping`` word in each ring header (offset 384, written
 by the consumer only; see ``ringbuf.ring`` for the layout)::
 
     consumer (block)                                 producer (send)
     c1  any ring has data? -> return                 p1  write record(s); store tail
-    c2  sleeping := 1 on every input ring            p2  load sleeping
-    c3  full barrier (membarrier, below)             p3  if sleeping: eventfd_write(+1)
+    c2  sleeping := 1 on every input ring            F   full fence (_ringcore.full_fence)
+    c3  full fence; then, if a ring is marked        p2  load sleeping
+        ``unfenced``, membarrier (below)             p3  if sleeping: eventfd_write(+1)
     c4  any ring has data? -> sleeping := 0, return
-    c5  poll(doorbell, at most BLOCK_SLICE)
+    c5  poll(doorbell, at most IDLE_SLICE, or BLOCK_SLICE when not exact)
     c6  drain the eventfd; sleeping := 0; go to c1
 
 A wake-up is lost only if c4 misses the tail stored in p1 *and* p2 misses the
 flag stored in c2. In program order one of them must see the other, but x86
 lets a load pass an earlier store to another address (the store waits in the
 store buffer): p2 can run before p1's store is visible and c4 before c2's.
-That is Dekker's problem; each side needs a full barrier between its store
-and its load. The consumer's side is c3, on its slow path. The producer's
-hot path has no instruction to spare (the cheapest barrier Python offers, an
-uncontended lock, costs ~100 ns, a fifth of a send), so the consumer supplies
-both: c3 is ``membarrier(MEMBARRIER_CMD_GLOBAL_EXPEDITED)``, which runs a full
-barrier on every CPU that is running a registered producer (each ``Producer``
-registers its process; a producer not running has passed a context switch,
-itself a barrier). Either a producer's p2 comes after that barrier and sees
-sleeping = 1 (c2 was visible before the barrier was sent), or its p1 store
-was drained by it and c4 sees the tail.
+That is Dekker's problem; a full fence on each side between its store and its
+load solves it: if p2 missed c2, p2 ran before c3 completed (c3 makes c2
+visible), so F had completed (p1 visible) before c4 ran: c4 sees p1.
 
-Lost wake-ups are never lost for good: where membarrier is missing
-(``ringbuf.fence.AVAILABLE`` is False), or a producer could not register, the
-window stays open for the time a store sits in a store buffer (well under a
-microsecond), and c5 never sleeps longer than ``BLOCK_SLICE`` (2 ms) before
-looking at the tails again. So the worst case is a record delayed by 2 ms.
+Who fences. Where ``ringbuf._ringcore`` is built (and ``RINGBUF_PURE_PYTHON``
+is not set) every ``Producer`` does: ``Sender`` in C, every Python path
+(``send`` of a ``PyRing``, ``send_batch``, ``send_array``, ``wake``) through
+``_ringcore.full_fence()`` (a locked add). A producer without the core cannot,
+so when it is built it marks the ring instead: it registers its process for
+membarrier (``ringbuf.fence``) and sets the ring's ``unfenced`` word (1; 2 if
+it could not register). A consumer's c3 is the C fence, then a look at its
+rings' ``unfenced`` words: all 0, done (exact). A ring marked, it adds
+``membarrier(GLOBAL_EXPEDITED)``, a full barrier on every CPU running a
+registered process (one not running has passed a context switch, itself a
+barrier): the F of the producers that mark. A consumer without the core uses
+membarrier. A mark 2 or no membarrier (``fence.AVAILABLE`` False): no exact
+handshake; the window stays open for as long as a store sits in a store
+buffer (well under a microsecond) and c5 sleeps at most ``BLOCK_SLICE`` (2 ms),
+so a record is at worst 2 ms late. Exact: c5 sleeps until the bell, the
+caller's timeout or ``IDLE_SLICE`` (1 s, a bound for robustness only).
+
+A mark cannot race a consumer that chose the C fence alone before it: the
+marking producer stores the mark, runs membarrier (a full fence for itself
+too), then loads ``sleeping`` and rings if it is set (without membarrier it
+rings anyway). Dekker again: either that consumer's c3 saw the mark, or the
+producer sees it asleep and wakes it, and then all its later p2 see the c2
+of that sleep or a later store (the consumer's next c3 sees the mark). A
+mark is never cleared: the ring stays on membarrier for its life.
+
 A spurious wake-up (a bell rung just before c6 cleared the flag) only costs
-one extra pass.
-
-``AsyncConsumer`` runs the same steps; its c5 awaits a future that the event
-loop's reader on the doorbell fd (``loop.add_reader``) or a ``BLOCK_SLICE``
-timer resolves, so the loop serves other tasks meanwhile.
+one extra pass. ``AsyncConsumer`` runs the same steps; its c5 awaits a future
+that the event loop's reader on the doorbell fd (``loop.add_reader``)
+resolves, or a ``BLOCK_SLICE`` timer when not exact (when exact, one
+``IDLE_SLICE`` watchdog at a time: no timer per sleep), so the loop serves
+other tasks meanwhile.
 """
 
 from __future__ import annotations
@@ -85,6 +98,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
+import ringbuf.ring as _ring_module
 from ringbuf import fence
 from ringbuf.errors import BadRingConfig
 from ringbuf.ring import _PAYLOAD, CRing, Record, Ring, _ringcore
@@ -93,7 +107,10 @@ if TYPE_CHECKING:
     import numpy as np
 
 STRATEGIES = ("spin", "yield", "block", "hybrid")
-BLOCK_SLICE = 0.002  # seconds: the longest sleep before looking at the tails again
+BLOCK_SLICE = 0.002  # seconds: the longest sleep before looking at the tails again, without an exact handshake
+IDLE_SLICE = 1.0  # seconds: the longest sleep with an exact handshake (a bound for robustness only)
+UNFENCED = 1  # ``unfenced`` word: a producer that does not fence attached, registered for membarrier
+UNFENCED_UNREGISTERED = 2  # ``unfenced`` word: one that could not register either (no exact handshake)
 HYBRID_SPIN_US = 50  # hybrid's default spin before it sleeps, in microseconds
 _CLOCK_EVERY = 256  # spin iterations between clock reads when a timeout is set
 _HYBRID_POLLS = 32  # polls between clock reads in a bounded spin (a few us between reads)
@@ -152,6 +169,7 @@ class Producer:
         "_write_batch",
         "_write_array",
         "_sleeping",
+        "_fence",
         "_u32",
         "_mm",
         "_tail_word",
@@ -167,12 +185,15 @@ class Producer:
         return super().__new__(cls)
 
     def __init__(self, ring: Ring, doorbell: Doorbell) -> None:
-        fence.register_producer()
         self.ring = ring
         self.doorbell = doorbell
         self._write_batch = ring.write_batch
         self._write_array = ring.write_array
         self._sleeping = ring._sleeping_word
+        core = _ring_module._ringcore  # read now: the switch tests (and RINGBUF_PURE_PYTHON) set
+        self._fence: Callable[[], None] | None = None if core is None else core.full_fence
+        if core is None:
+            _mark_unfenced(ring, doorbell)
         # send's fast lane writes through the ring's own views; the positions stay in the ring,
         # so send and the Ring.write* calls mix freely on one ring
         self._u32 = ring._u32
@@ -203,6 +224,9 @@ class Producer:
             ring._tail = end
             self._tail_word[0] = end  # publish: one 8-byte store
             ok = True
+        fence_ = self._fence
+        if fence_ is not None:
+            fence_()
         if self._sleeping[0]:
             os.eventfd_write(self.doorbell.fd, 1)
         return ok
@@ -210,6 +234,9 @@ class Producer:
     def send_batch(self, records: Sequence[Record]) -> int:
         """``Ring.write_batch`` then the doorbell if needed; returns how many were written."""
         count = self._write_batch(records)
+        fence_ = self._fence
+        if fence_ is not None:
+            fence_()
         if self._sleeping[0]:
             os.eventfd_write(self.doorbell.fd, 1)
         return count
@@ -217,15 +244,35 @@ class Producer:
     def wake(self) -> None:
         """Ring the doorbell if the consumer sleeps: for a producer that wrote with ``Ring.write``
         and deferred the doorbell (one check for many records; same as ``send_batch([])``)."""
+        fence_ = self._fence
+        if fence_ is not None:
+            fence_()
         if self._sleeping[0]:
             os.eventfd_write(self.doorbell.fd, 1)
 
     def send_array(self, arr: np.ndarray) -> int:
         """``Ring.write_array`` then the doorbell if needed; returns how many were written."""
         count = self._write_array(arr)
+        fence_ = self._fence
+        if fence_ is not None:
+            fence_()
         if self._sleeping[0]:
             os.eventfd_write(self.doorbell.fd, 1)
         return count
+
+
+def _mark_unfenced(ring: Ring, doorbell: Doorbell) -> None:
+    """A producer without the C fence: mark ``ring`` so that its consumer uses membarrier (see above)."""
+    registered = fence.register_producer()
+    mark = UNFENCED if registered else UNFENCED_UNREGISTERED
+    word = ring._unfenced_word
+    if word[0] & mark:
+        return  # marked already, and made visible by the producer that marked it
+    word[0] |= mark
+    if not (registered and fence.barrier()):
+        doorbell.ring()  # no fence orders the mark before a load of sleeping: wake it, its next c3 sees the mark
+    elif ring._sleeping_word[0]:
+        doorbell.ring()  # it may have chosen the cheap fence before the mark was visible
 
 
 class _CoreProducer(Producer):
@@ -234,7 +281,7 @@ class _CoreProducer(Producer):
     The slot named ``send`` hides ``Producer.send`` (a slot is a data descriptor), so
     ``producer.send(record)`` is one C call from the caller to the tail store and the doorbell
     check: ``Ring.write``'s whole path in C (wrap and full ring included; a record too large goes
-    to ``Ring._write_slow``, which raises), then the same p2/p3 steps as the Python ``send``.
+    to ``Ring._write_slow``, which raises), then the same F, p2 and p3 steps as the Python ``send``.
     """
 
     __slots__ = ("send",)
@@ -253,7 +300,10 @@ class _Waiting:
         self.rings = list(rings)
         self.doorbell = doorbell
         self._sleeping_words = [ring._sleeping_word for ring in self.rings]
+        self._unfenced_words = [ring._unfenced_word for ring in self.rings]
         self._pending = [ring.pending for ring in self.rings]
+        core = _ring_module._ringcore  # read now, as Producer does
+        self._fence: Callable[[], None] | None = None if core is None else core.full_fence
 
     def ready(self) -> bool:
         """True when some ring has unread records."""
@@ -262,15 +312,33 @@ class _Waiting:
                 return True
         return False
 
-    def _go_to_sleep(self) -> bool:
-        """Steps c2-c4: announce the sleep; True if data came in meanwhile (flags cleared)."""
+    def _go_to_sleep(self) -> bool | None:
+        """Steps c2-c4: announce the sleep; None if data came in meanwhile (flags cleared), else
+        whether the handshake is exact (c5 sleeps until the bell rings) or not (``BLOCK_SLICE``)."""
         for word in self._sleeping_words:
             word[0] = 1
-        fence.barrier()
+        exact = self._barrier()
         if self.ready():
             self._wake_up()
-            return True
-        return False
+            return None
+        return exact
+
+    def _barrier(self) -> bool:
+        """Step c3: a full fence, plus membarrier where a producer does not fence; True when exact."""
+        fence_ = self._fence
+        if fence_ is not None:
+            fence_()
+            marks = 0
+            for word in self._unfenced_words:
+                marks |= word[0]
+            if not marks:
+                return True
+        if not fence.barrier():
+            return False
+        marks = 0
+        for word in self._unfenced_words:
+            marks |= word[0]
+        return not marks & UNFENCED_UNREGISTERED
 
     def _wake_up(self) -> None:
         for word in self._sleeping_words:
@@ -422,12 +490,12 @@ class Consumer(_Waiting):
                 return True
         doorbell = self.doorbell
         while True:
-            if self._go_to_sleep():
+            exact = self._go_to_sleep()
+            if exact is None:
                 return True
-            if deadline is None:
-                slice_s = BLOCK_SLICE
-            else:
-                slice_s = min(BLOCK_SLICE, deadline - time.monotonic())
+            slice_s = IDLE_SLICE if exact else BLOCK_SLICE
+            if deadline is not None:
+                slice_s = min(slice_s, deadline - time.monotonic())
             if slice_s > 0:
                 self._poll.poll(slice_s * 1000.0)
             doorbell.drain()
@@ -448,7 +516,9 @@ class AsyncConsumer(_Waiting):
         super().__init__(rings, doorbell)
         self.spin_us = spin_us  # hybrid: poll this long (yielding to the loop) before sleeping
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._create_future: Callable[[], asyncio.Future[None]] | None = None
         self._waiter: asyncio.Future[None] | None = None
+        self._watchdog: asyncio.TimerHandle | None = None  # IDLE_SLICE bound, one at a time
 
     async def wait(self) -> None:
         """Return when some ring has data.
@@ -466,34 +536,59 @@ class AsyncConsumer(_Waiting):
                 if self.ready():
                     return
         loop = asyncio.get_running_loop()
-        if self._loop is not loop:
-            if self._loop is not None:
-                self._loop.remove_reader(self.doorbell.fd)
-            loop.add_reader(self.doorbell.fd, self._on_doorbell)
-            self._loop = loop
-        while not self._go_to_sleep():
-            waiter = loop.create_future()
+        if loop is not self._loop:
+            self._bind(loop)
+        create_future = self._create_future
+        assert create_future is not None  # set by _bind
+        while True:
+            exact = self._go_to_sleep()
+            if exact is None:
+                return
+            waiter = create_future()
             self._waiter = waiter
-            timer = loop.call_later(BLOCK_SLICE, _set_done, waiter)
+            timer = None
+            if not exact:
+                timer = loop.call_later(BLOCK_SLICE, _set_done, waiter)
+            elif self._watchdog is None:
+                self._watchdog = loop.call_later(IDLE_SLICE, self._on_watchdog)
             try:
                 await waiter
             finally:
-                timer.cancel()
+                if timer is not None:
+                    timer.cancel()
                 self._waiter = None
                 self._wake_up()
             if self.ready():
                 return
 
-    def _on_doorbell(self) -> None:
-        self.doorbell.drain()
-        _set_done(self._waiter)
+    def _bind(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Move the doorbell's reader (and the cached loop methods) to ``loop``."""
+        self._unbind()
+        loop.add_reader(self.doorbell.fd, self._on_doorbell)
+        self._loop = loop
+        self._create_future = loop.create_future
 
-    def close(self) -> None:
-        """Unregister the doorbell from the loop (idempotent); the doorbell stays open."""
+    def _unbind(self) -> None:
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+            self._watchdog = None
         if self._loop is not None:
             if not self._loop.is_closed():
                 self._loop.remove_reader(self.doorbell.fd)
             self._loop = None
+            self._create_future = None
+
+    def _on_doorbell(self) -> None:
+        self.doorbell.drain()
+        _set_done(self._waiter)
+
+    def _on_watchdog(self) -> None:
+        self._watchdog = None  # the next sleep arms the next one: an idle loop wakes once per IDLE_SLICE
+        _set_done(self._waiter)
+
+    def close(self) -> None:
+        """Unregister the doorbell from the loop (idempotent); the doorbell stays open."""
+        self._unbind()
         _set_done(self._waiter)
 
 

@@ -1,17 +1,21 @@
-"""A full memory barrier across processes, for the doorbell handshake only.
+"""A full memory barrier across processes, for the doorbell handshake's fallback only.
 
 Owns: the Linux ``membarrier(2)`` calls (through ctypes) that close the
-store->load reordering window described in ``ringbuf.doorbell``.
+store->load reordering window described in ``ringbuf.doorbell`` where a
+producer does not fence its own doorbell check.
 Never: is called on a ring's write or read path (it is a system call).
 
-``register_producer()`` is called once per producer process;
-``barrier()`` is called by a consumer that is about to sleep. With
-``MEMBARRIER_CMD_GLOBAL_EXPEDITED`` the kernel runs a full barrier on every
-CPU currently running a registered process (and a process not running has
-passed a context switch, itself a full barrier), so the producers pay
-nothing on their hot path. Where the call is missing (another OS, an old
-kernel, a seccomp filter), ``AVAILABLE`` is False, ``barrier()`` returns
-False and the doorbell falls back on its bounded sleep.
+Producers that fence (every ``Producer`` where ``ringbuf._ringcore`` is
+built) need none of this. ``register_producer()`` is called once per process
+by a producer that does not fence (pure Python), and ``barrier()`` by a
+consumer about to sleep on a ring such a producer marked (or by a consumer
+without the C core). With ``MEMBARRIER_CMD_GLOBAL_EXPEDITED`` the kernel runs
+a full barrier here and on every CPU currently running a registered process
+(and a process not running has passed a context switch, itself a full
+barrier), so those producers pay nothing on their hot path. Where the call is
+missing (another OS, an old kernel, a seccomp filter), ``AVAILABLE`` is
+False, ``barrier()`` returns False and the doorbell falls back on its bounded
+sleep.
 """
 
 from __future__ import annotations

@@ -24,11 +24,14 @@ the slot of position ``p`` is ``p & (capacity - 1)``)::
        128         8  tail      producer             consumer
        256         8  head      consumer (commit)    producer
        384         8  sleeping  consumer             producer (doorbell)
+       392         8  unfenced  a producer without   consumer (doorbell: C fence
+                                the C fence, once    or membarrier before a sleep)
        512  capacity  data      producer             consumer
 
     The three live words sit 128 bytes apart (two cache lines, the unit the
     adjacent-line prefetcher moves), so a store to one never invalidates the
-    line that holds another.
+    line that holds another. ``unfenced`` shares the line of ``sleeping``:
+    it is written once per producer at most, and read beside ``sleeping``.
 
 Record framing in the data area (every record starts 8-aligned)::
 
@@ -167,6 +170,7 @@ HEADER_BYTES = 512
 TAIL_OFFSET = 128
 HEAD_OFFSET = 256
 SLEEPING_OFFSET = 384
+UNFENCED_OFFSET = 392  # set by a producer that does not fence its doorbell check (see ringbuf.doorbell)
 WRAP = 0xFFFFFFFF
 _PAYLOAD = HEADER_BYTES + 4  # mmap offset of the payload of the record at data offset 0
 _RUN_MIN = 4  # same-size records worth one join (write_batch) or one strided length check (read)
@@ -203,6 +207,7 @@ _FIELDS = (
     "_tail_word",
     "_head_word",
     "_sleeping_word",
+    "_unfenced_word",
     "_np_data",
     "_closed",
     "created_ns",
@@ -259,6 +264,7 @@ class Ring:
         self._tail_word = buf[TAIL_OFFSET : TAIL_OFFSET + 8].cast("Q")
         self._head_word = buf[HEAD_OFFSET : HEAD_OFFSET + 8].cast("Q")
         self._sleeping_word = buf[SLEEPING_OFFSET : SLEEPING_OFFSET + 8].cast("Q")
+        self._unfenced_word = buf[UNFENCED_OFFSET : UNFENCED_OFFSET + 8].cast("Q")
         self._np_data: Any = None
         self._closed = False
         self._tail = self._tail_word[0]
@@ -304,7 +310,8 @@ class Ring:
         self._closed = True
         self._np_data = None
         self._close_lane()  # CRing: its hold on the buffer goes first, or the mapping cannot close
-        for view in (self._u32, self._tail_word, self._head_word, self._sleeping_word, self._header):
+        views = (self._u32, self._tail_word, self._head_word, self._sleeping_word, self._unfenced_word, self._header)
+        for view in views:
             view.release()
         self._mm = None
         self._shm.close()

@@ -3,7 +3,7 @@
 handled, wake-ups never lost after the spin, and the event-loop form never holds the loop.
 
 Tests that must prove the doorbell (not the bounded sleep) did the waking raise ``BLOCK_SLICE``
-to 30 s: a lost wake-up then stalls for far longer than the 1 s they allow."""
+and ``IDLE_SLICE`` to 30 s: a lost wake-up then stalls for far longer than the 1 s they allow."""
 
 from __future__ import annotations
 
@@ -25,6 +25,7 @@ CTX = mp.get_context("fork")
 @pytest.fixture
 def long_slice(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(doorbell_module, "BLOCK_SLICE", 30.0)
+    monkeypatch.setattr(doorbell_module, "IDLE_SLICE", 30.0)
 
 
 def record(seq: int) -> bytes:

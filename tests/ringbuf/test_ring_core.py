@@ -219,6 +219,7 @@ def test_a_stream_between_the_two_lanes_in_real_processes_arrives_intact(
     strategy: str,
 ) -> None:
     monkeypatch.setattr(doorbell_module, "BLOCK_SLICE", 30.0)  # block: only the doorbell wakes us in time
+    monkeypatch.setattr(doorbell_module, "IDLE_SLICE", 30.0)
     ring = make_ring(4096, KINDS[reader])
     count = 20_000
     refusals: mp.Queue = CTX.Queue()
