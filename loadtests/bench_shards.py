@@ -52,10 +52,20 @@ Left out: HTTP and the ingress workers' parsing (``bench_orders.py``), risk
 shards, PostgreSQL and persist (no consumer reads the streams here), wsfeed,
 snapshots (none falls in a run shorter than ``snapshot_interval_s``).
 
+``--inproc all|batch|c|python`` measures instead the shard's record path
+alone, in one process: ``ShardLoop._apply_orders`` over pre-encoded NewOrders
+records shaped like ``bench_orders.py``'s batches (50 orders each), CPU
+microseconds per order for the C core's one-call path (``batch``), the C
+core's per-order apply (``c``) and the Python core. It is also the driver for
+instruction counts (``valgrind --tool=callgrind`` on ``run_inproc``).
+``EXCHANGE_SHARD_RECORDS=python`` in the environment keeps the shard's record
+path in Python with the C core (the before/after of the one-call paths).
+
 Usage::
 
     python loadtests/bench_shards.py --shards N [--quick] [--seconds S] [--pin]
     python loadtests/bench_shards.py --sweep 1,2,4,8 [--pin] [--shards-per-redis 4] [--wait spin]
+    python loadtests/bench_shards.py --inproc all [--quick] [--inproc-records N] [--per-record 50]
 
 ``--quick`` (no ``--shards``/``--sweep``) runs 1 and 2 shards for a few
 seconds each. The last stdout line is one JSON object with every figure.
@@ -70,6 +80,7 @@ import json
 import multiprocessing as mp
 import os
 import pickle
+import random
 import shutil
 import signal
 import subprocess
@@ -583,6 +594,85 @@ def cpu_model() -> str:
     return ""
 
 
+# --------------------------------------------------------------------- in process: the loop's record path alone
+
+
+def inproc_records(n_records: int, per_record: int, seed: int) -> list[bytes]:
+    """NewOrders records shaped like bench_orders.py's batches: 70% GTC limits 1..20 ticks off the mid on the
+    passive side (they rest), 30% IOC limits 20 ticks through the mid (they take and expire their rest)."""
+    from shards.protocol import NewOrder
+    from shards.wire import encode_new_orders
+
+    rng = random.Random(seed)
+    mid, records, coid = 1_000_000, [], 0
+    for rid in range(1, n_records + 1):
+        orders = []
+        for _ in range(per_record):
+            coid += 1
+            side = rng.choice((1, 2))
+            sign = 1 if side == 1 else -1
+            user = rng.randint(1, 50)
+            if rng.random() < 0.7:
+                price, tif, qty = mid - sign * rng.randint(1, 20), 1, rng.randint(1, 3)
+            else:
+                price, tif, qty = mid + sign * 20, 2, rng.randint(5, 8)
+            orders.append(NewOrder(1, user, f"b{coid}", side, 1, tif, price, qty, 0, 0, 0))
+        records.append(encode_new_orders(rid, orders))
+    return records
+
+
+def run_inproc(path: str, records: list[bytes], warm: int) -> dict[str, Any]:
+    """``ShardLoop._apply_orders`` over ``records`` (the first ``warm`` untimed), journal taken per record, as the
+    loop does per turn. ``path``: "batch" (the C NewOrders call), "c" (the C core per order), "python"."""
+    from shards import engine as engine_module
+    from shards import process
+    from shards.engine import Engine
+    from shards.process import ShardLoop
+    from shards.protocol import SymbolSpec
+
+    engine_module.select_core("python" if path == "python" else "c")
+    if path != "batch":
+        process._C_NEW_ORDERS = None
+    elif process._C_NEW_ORDERS is None:
+        raise SystemExit("the C core's NewOrders call is not built in this install")
+    spec = SymbolSpec(symbol_id=1, symbol="BENCH", min_price=1, max_price=10_000_000, min_qty=1, max_qty=1_000_000)
+    engine = Engine([spec])
+    loop = ShardLoop(0, engine, [], [], None, 512)  # type: ignore[arg-type]
+    apply_orders, take = loop._apply_orders, engine.take_encoded
+    answers: list[bytes] = []
+    gc.disable()
+    orders = 0
+    cpu0 = 0.0
+    for i, record in enumerate(records):
+        if i == warm:
+            cpu0, orders = time.process_time(), 0
+        orders += apply_orders(record, 1_700_000_000_000 + i, answers)
+        take()
+        answers.clear()
+    cpu = time.process_time() - cpu0
+    return {"path": path, "orders": orders, "us_per_order": round(cpu / max(orders, 1) * 1e6, 3)}
+
+
+def inproc_main(args: argparse.Namespace) -> None:
+    """``--inproc``: CPU per batched order of each record path, in one process (no rings, no Redis)."""
+    n = args.inproc_records or (400 if args.quick else 2000)
+    records = inproc_records(n, args.per_record, args.seed)
+    warm = n // 4
+    paths = [args.inproc] if args.inproc != "all" else ["batch", "c", "python"]
+    rows = []
+    for path in paths:  # each in a child: a path must not inherit another's book or core
+        with CTX.Pool(1) as pool:
+            row = pool.apply(run_inproc, (path, records, warm))
+        rows.append(row)
+        print(
+            f"{path:>6}: {row['us_per_order']:7.3f} us CPU per batched order ({row['orders']} orders timed)", flush=True
+        )
+    figures = {"inproc_records": n, "per_record": args.per_record, "runs": rows}
+    for r in rows:
+        figures[f"inproc_{r['path']}_us_per_order"] = r["us_per_order"]
+    print(json.dumps(figures))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--shards", type=int, default=0, help="one shard count")
@@ -605,7 +695,18 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=20240601)
     parser.add_argument("--profile", action="store_true", help="run the shards under cProfile; print shard 0's")
     parser.add_argument("--cache", default="", help="folder for generated flows (default: a temp folder)")
+    parser.add_argument(
+        "--inproc",
+        default="",
+        choices=("", "all", "batch", "c", "python"),
+        help="instead: NewOrders records through ShardLoop._apply_orders in one process, per path",
+    )
+    parser.add_argument("--inproc-records", type=int, default=0, help="records for --inproc (a quarter warms up)")
+    parser.add_argument("--per-record", type=int, default=50, help="orders per NewOrders record for --inproc")
     args = parser.parse_args()
+    if args.inproc:
+        inproc_main(args)
+        return
     if args.sweep:
         counts = [int(x) for x in args.sweep.split(",") if x]
     elif args.shards:

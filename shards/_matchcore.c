@@ -16,6 +16,15 @@
  * first change of state, and apply then runs the engine's Python method, which
  * gives the rejection its code and message. Every other command goes to the
  * Python apply. Never does I/O, never reads a clock.
+ *
+ * Records in, answers out (the shard loop's hot path, shards/process.py): new_orders() takes a
+ * NewOrders ring record and returns its Results answer record, command() a NewOrder or CancelOrder
+ * record and its answer, with no command or result objects in between. The record and answer
+ * layouts are shards/wire.py's: bind_wire() receives wire's struct formats and constants and refuses
+ * (the loop then stays in Python) unless they are the ones written here. Orders they decline go to
+ * Engine._new_order, and the loop's ``part`` callback encodes those results with wire's own encoder,
+ * so the Rejected layout lives only in wire. tests/shards/test_batch_core.py and test_record_core.py
+ * compare answers, journal bytes and state with the Python path.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -514,9 +523,60 @@ static int levels_push(Levels *levels, long long price, long long qty)
     return 0;
 }
 
+/* The trades of one taker order, kept in C until the caller turns them into Fill objects or answer bytes. */
+typedef struct {
+    long long trade_id, price, qty;
+} FillRec;
+
+typedef struct {
+    FillRec *items;
+    size_t n, cap;
+    FillRec stack[16];
+} Fills;
+
+/* What an accepted new order came to: its OrderView's computed fields and its fills. */
+typedef struct {
+    long long order_id, orig_qty, executed, cum_quote;
+    int status;
+    Fills fills;
+} Outcome;
+
+static inline void outcome_init(Outcome *out)
+{
+    out->fills.items = out->fills.stack;
+    out->fills.n = 0;
+    out->fills.cap = sizeof out->fills.stack / sizeof(FillRec);
+}
+
+static inline void outcome_free(Outcome *out)
+{
+    if (out->fills.items != out->fills.stack)
+        PyMem_Free(out->fills.items);
+    outcome_init(out);
+}
+
+static int fills_push(Fills *fills, long long trade_id, long long price, long long qty)
+{
+    if (fills->n == fills->cap) {
+        size_t cap = 2 * fills->cap;
+        FillRec *items = fills->items == fills->stack ? PyMem_Malloc(cap * sizeof(FillRec))
+                                                      : PyMem_Realloc(fills->items, cap * sizeof(FillRec));
+        if (items == NULL) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        if (fills->items == fills->stack)
+            memcpy(items, fills->stack, sizeof fills->stack);
+        fills->items = items;
+        fills->cap = cap;
+    }
+    fills->items[fills->n++] = (FillRec){trade_id, price, qty};
+    return 0;
+}
+
 /* Engine._take: match an accepted crossing order, then rest or expire what is left. */
-static PyObject *take(PyObject *engine, PyObject *book, Events *events, const NewOrderObjs *c,
-                      const NewOrderVals *v, long long order_id, long long seq)
+static int take(PyObject *engine, PyObject *book, Events *events, const NewOrderObjs *c, const NewOrderVals *v,
+                long long order_id, long long seq, Outcome *out)
 {
     const int buy = v->side == BUY;
     const int maker_side = buy ? SELL : BUY;
@@ -531,9 +591,8 @@ static PyObject *take(PyObject *engine, PyObject *book, Events *events, const Ne
     long long trade_id = i64(SLOT(book, B_NEXT_TRADE_ID));
     int taker_stp = 0, out_of_budget = 0;
     Levels changed = {NULL, 0, 0};
-    PyObject *fills = PyList_New(0), *maker = NULL, *result = NULL, *best_obj = NULL;
-    if (fills == NULL)
-        return NULL;
+    PyObject *maker = NULL, *best_obj = NULL;
+    int result = -1;
 
     while (remaining) {
         long long best = i64(SLOT(book, buy ? B_BEST_ASK : B_BEST_BID));
@@ -588,13 +647,8 @@ static PyObject *take(PyObject *engine, PyObject *book, Events *events, const Ne
                 p = put8(put8(put8(put8(p, trade_id), best), fill), i64(m[O_ID]));
                 p = put8(put8(put8(p, order_id), maker_user), user_id);
                 *p = (char)v->side;
-                PyObject *items[3] = {PyLong_FromLongLong(trade_id), ref(best_obj), PyLong_FromLongLong(fill)};
-                PyObject *fill_obj = named_tuple(fill_type, items, 3);
-                if (fill_obj == NULL || PyList_Append(fills, fill_obj) < 0) {
-                    Py_XDECREF(fill_obj);
+                if (fills_push(&out->fills, trade_id, best, fill) < 0)
                     goto fail;
-                }
-                Py_DECREF(fill_obj);
                 trade_id++;
                 long long quote = fill * best;
                 executed += fill;
@@ -720,24 +774,15 @@ static PyObject *take(PyObject *engine, PyObject *book, Events *events, const Ne
     }
     if (set_slot_i64(engine, E_LAST_SEQ, seq) < 0)
         goto fail;
-    PyObject *items[17] = {
-        ref(c->symbol_id), PyLong_FromLongLong(order_id), ref(c->coid), ref(c->user_id), ref(c->side),
-        ref(c->order_type), ref(c->tif), ref(c->stp), ref(c->price),
-        by_quote ? PyLong_FromLongLong(executed) : ref(c->qty), PyLong_FromLongLong(executed),
-        PyLong_FromLongLong(cum_quote), ref(c->quote_qty), PyLong_FromLong(status), ref(c->ts), ref(c->ts),
-        ref(c->ts),
-    };
-    PyObject *view = named_tuple(view_type, items, 17);
-    PyObject *fill_tuple = view ? PyList_AsTuple(fills) : NULL;
-    if (fill_tuple == NULL) {
-        Py_XDECREF(view);
-        goto fail;
-    }
-    result = order_result(view, fill_tuple);
+    out->order_id = order_id;
+    out->orig_qty = by_quote ? executed : v->qty;
+    out->executed = executed;
+    out->cum_quote = cum_quote;
+    out->status = status;
+    result = 0;
 fail:
     Py_XDECREF(maker);
     Py_XDECREF(best_obj);
-    Py_DECREF(fills);
     PyMem_Free(changed.items);
     return result;
 }
@@ -750,17 +795,17 @@ static PyObject *declined(void)
 }
 
 /* Engine._new_order after its checks: take the accepted order's id, write its events, rest or match it. */
-static PyObject *accept(PyObject *engine, PyObject *book, PyObject *users, PyObject *by_coid, Events *events,
-                        const NewOrderObjs *c, const NewOrderVals *v, const char *raw_coid, Py_ssize_t coid_len,
-                        int crosses, long long seq0)
+static int accept(PyObject *engine, PyObject *book, PyObject *users, PyObject *by_coid, Events *events,
+                  const NewOrderObjs *c, const NewOrderVals *v, const char *raw_coid, Py_ssize_t coid_len, int crosses,
+                  long long seq0, Outcome *out)
 {
     long long order_id = i64(SLOT(book, B_NEXT_ORDER_ID));
     if (set_slot_i64(book, B_NEXT_ORDER_ID, order_id + 1) < 0)
-        return NULL;
+        return -1;
     long long seq = seq0 + 1;
     char *p;
     if (new_event(events, T_ACCEPTED, seq, v->ts, v->symbol_id, HEAD_SIZE + 46 + (size_t)coid_len, &p) < 0)
-        return NULL;
+        return -1;
     p = put8(put8(p, order_id), v->user_id);
     *p++ = (char)v->side;
     *p++ = (char)v->order_type;
@@ -771,12 +816,12 @@ static PyObject *accept(PyObject *engine, PyObject *book, PyObject *users, PyObj
     memcpy(p, &n, 2);
     memcpy(p + 2, raw_coid, coid_len);
     if (crosses)
-        return take(engine, book, events, c, v, order_id, seq);
+        return take(engine, book, events, c, v, order_id, seq, out);
 
     int status;
     PyObject *order_id_obj = PyLong_FromLongLong(order_id);
     if (order_id_obj == NULL)
-        return NULL;
+        return -1;
     seq++;
     if (v->order_type == LIMIT && v->tif != GTC) { /* an IOC that crosses nothing */
         if (add_order_event(events, T_EXPIRED, seq, v->ts, v->symbol_id, order_id, v->user_id, v->qty, R_IOC) < 0)
@@ -827,16 +872,16 @@ static PyObject *accept(PyObject *engine, PyObject *book, PyObject *users, PyObj
     }
     if (set_slot_i64(engine, E_LAST_SEQ, seq) < 0)
         goto fail;
-    PyObject *items[17] = {
-        ref(c->symbol_id), order_id_obj, ref(c->coid), ref(c->user_id), ref(c->side), ref(c->order_type), ref(c->tif),
-        ref(c->stp), ref(c->price), ref(c->qty), PyLong_FromLong(0), PyLong_FromLong(0), PyLong_FromLong(0),
-        PyLong_FromLong(status), ref(c->ts), ref(c->ts), ref(c->ts),
-    };
-    PyObject *view = named_tuple(view_type, items, 17);
-    return view == NULL ? NULL : order_result(view, ref(empty_tuple));
+    Py_DECREF(order_id_obj);
+    out->order_id = order_id;
+    out->orig_qty = v->qty;
+    out->executed = 0;
+    out->cum_quote = 0;
+    out->status = status;
+    return 0;
 fail:
     Py_DECREF(order_id_obj);
-    return NULL;
+    return -1;
 }
 
 /* What both commands read off the engine; 0 when its slots are not what this core expects (it declines). */
@@ -855,13 +900,119 @@ static int engine_state(PyObject *engine, EngineState *st)
            as_i64(SLOT(engine, E_LAST_SEQ), &st->last_seq);
 }
 
+/* Engine._new_order for the common cases: 1 when it took the command (its events in ``events``, ``out`` filled),
+ * 0 when it declines before changing anything (the Python path must take it), -1 on an error. ``cmd`` is the NewOrder
+ * itself when the caller has one (FOK checks need it), else NULL. */
+static int new_order_core(PyObject *engine, const EngineState *st, const NewOrderObjs *c, const NewOrderVals *v,
+                          PyObject *cmd, Events *events, Outcome *out)
+{
+    PyObject *books = st->books;
+    const long long seq0 = st->last_seq;
+    PyObject *book = PyDict_GetItemWithError(books, c->symbol_id);
+    if (book == NULL || Py_TYPE(book) != book_type)
+        return PyErr_Occurred() ? -1 : 0;
+
+    long long min_price, max_price, min_qty, max_qty, max_quote;
+    if (!as_i64(SLOT(book, B_MIN_PRICE), &min_price) || !as_i64(SLOT(book, B_MAX_PRICE), &max_price) ||
+        !as_i64(SLOT(book, B_MIN_QTY), &min_qty) || !as_i64(SLOT(book, B_MAX_QTY), &max_qty) ||
+        __builtin_mul_overflow(max_price, max_qty, &max_quote))
+        return 0;
+    const int qty_ok = min_qty <= v->qty && v->qty <= max_qty;
+    const int limit_ok = ((v->order_type == LIMIT && 1 <= v->tif && v->tif <= 3) || v->order_type == LIMIT_MAKER) &&
+                         min_price <= v->price && v->price <= max_price && qty_ok && !v->quote_qty;
+    const int market_ok =
+        v->order_type == MARKET && !v->price && ((qty_ok && !v->quote_qty) || (!v->qty && v->quote_qty > 0));
+    const int valid = 1 <= v->side && v->side <= 2 && 0 <= v->stp && v->stp <= 3 &&
+                      PyUnicode_GET_LENGTH(c->coid) <= MAX_CLIENT_ORDER_ID && (limit_ok || market_ok);
+    if (!valid)
+        return 0; /* rejected: the Python path words it */
+
+    PyObject *users = SLOT(book, B_USERS);
+    PyObject *by_coid = PyDict_GetItemWithError(users, c->user_id);
+    if (by_coid == NULL && PyErr_Occurred())
+        return -1;
+    if (by_coid != NULL) {
+        int dup = PyDict_Contains(by_coid, c->coid);
+        if (dup != 0)
+            return dup < 0 ? -1 : 0; /* duplicate client order id: rejected */
+    }
+    long long best_ask, best_bid;
+    if (!as_i64(SLOT(book, B_BEST_ASK), &best_ask) || !as_i64(SLOT(book, B_BEST_BID), &best_bid))
+        return 0;
+    const int crosses = v->order_type == MARKET || (v->side == BUY ? v->price >= best_ask : v->price <= best_bid);
+    if (crosses && v->order_type == LIMIT_MAKER)
+        return 0;
+    if (v->tif == FOK && v->order_type == LIMIT) {
+        if (!crosses)
+            return 0;
+        PyObject *made = NULL;
+        if (cmd == NULL) {
+            PyObject *items[11] = {ref(c->symbol_id), ref(c->user_id), ref(c->coid), ref(c->side),
+                                   ref(c->order_type), ref(c->tif), ref(c->price), ref(c->qty),
+                                   ref(c->quote_qty), ref(c->stp), ref(c->ts)};
+            cmd = made = named_tuple((PyTypeObject *)new_order_type, items, 11);
+            if (cmd == NULL)
+                return -1;
+        }
+        PyObject *ok = call2(fok_fillable, book, cmd);
+        Py_XDECREF(made);
+        if (ok == NULL)
+            return -1;
+        int fillable = PyObject_IsTrue(ok);
+        Py_DECREF(ok);
+        if (fillable <= 0)
+            return fillable;
+    }
+    Py_ssize_t coid_len;
+    const char *raw_coid = PyUnicode_AsUTF8AndSize(c->coid, &coid_len);
+    long long order_id;
+    if (raw_coid == NULL || coid_len > 0xFFFF || !as_i64(SLOT(book, B_NEXT_ORDER_ID), &order_id)) {
+        PyErr_Clear();
+        return 0;
+    }
+    /* accepted: from here on the state changes */
+    if (accept(engine, book, users, by_coid, events, c, v, raw_coid, coid_len, crosses, seq0, out) < 0)
+        return -1;
+    return 1;
+}
+
+/* The OrderResult of an order ``new_order_core`` took. */
+static PyObject *result_object(const NewOrderObjs *c, const Outcome *out)
+{
+    const Py_ssize_t n = (Py_ssize_t)out->fills.n;
+    PyObject *fills = n ? PyTuple_New(n) : ref(empty_tuple);
+    if (fills == NULL)
+        return NULL;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        const FillRec *f = &out->fills.items[i];
+        PyObject *items[3] = {PyLong_FromLongLong(f->trade_id), PyLong_FromLongLong(f->price),
+                              PyLong_FromLongLong(f->qty)};
+        PyObject *fill = named_tuple(fill_type, items, 3);
+        if (fill == NULL) {
+            Py_DECREF(fills);
+            return NULL;
+        }
+        PyTuple_SET_ITEM(fills, i, fill);
+    }
+    PyObject *items[17] = {
+        ref(c->symbol_id), PyLong_FromLongLong(out->order_id), ref(c->coid), ref(c->user_id), ref(c->side),
+        ref(c->order_type), ref(c->tif), ref(c->stp), ref(c->price), PyLong_FromLongLong(out->orig_qty),
+        PyLong_FromLongLong(out->executed), PyLong_FromLongLong(out->cum_quote), ref(c->quote_qty),
+        PyLong_FromLong(out->status), ref(c->ts), ref(c->ts), ref(c->ts),
+    };
+    PyObject *view = named_tuple(view_type, items, 17);
+    if (view == NULL) {
+        Py_DECREF(fills);
+        return NULL;
+    }
+    return order_result(view, fills);
+}
+
 /* Engine._new_order for the common cases; None when the Python path must take the command. */
 static PyObject *new_order(PyObject *engine, const EngineState *st, PyObject *cmd)
 {
     if (!PyTuple_Check(cmd) || PyTuple_GET_SIZE(cmd) != 11)
         return declined();
-    PyObject *books = st->books, *journal = st->journal;
-    const long long seq0 = st->last_seq;
     PyObject **f = ((PyTupleObject *)cmd)->ob_item;
     NewOrderObjs c = {f[0], f[1], f[2], f[3], f[4], f[5], f[6], f[7], f[8], f[9], f[10]};
     NewOrderVals v;
@@ -872,69 +1023,20 @@ static PyObject *new_order(PyObject *engine, const EngineState *st, PyObject *cm
         !as_i64(c.stp, &v.stp) || !as_i64(c.ts, &v.ts) || !PyUnicode_CheckExact(c.coid))
         return declined();
     v.symbol_id = (uint32_t)symbol_id;
-    PyObject *book = PyDict_GetItemWithError(books, c.symbol_id);
-    if (book == NULL || Py_TYPE(book) != book_type)
-        return declined();
-
-    long long min_price, max_price, min_qty, max_qty, max_quote;
-    if (!as_i64(SLOT(book, B_MIN_PRICE), &min_price) || !as_i64(SLOT(book, B_MAX_PRICE), &max_price) ||
-        !as_i64(SLOT(book, B_MIN_QTY), &min_qty) || !as_i64(SLOT(book, B_MAX_QTY), &max_qty) ||
-        __builtin_mul_overflow(max_price, max_qty, &max_quote))
-        return declined();
-    const int qty_ok = min_qty <= v.qty && v.qty <= max_qty;
-    const int limit_ok = ((v.order_type == LIMIT && 1 <= v.tif && v.tif <= 3) || v.order_type == LIMIT_MAKER) &&
-                         min_price <= v.price && v.price <= max_price && qty_ok && !v.quote_qty;
-    const int market_ok =
-        v.order_type == MARKET && !v.price && ((qty_ok && !v.quote_qty) || (!v.qty && v.quote_qty > 0));
-    const int valid = 1 <= v.side && v.side <= 2 && 0 <= v.stp && v.stp <= 3 &&
-                      PyUnicode_GET_LENGTH(c.coid) <= MAX_CLIENT_ORDER_ID && (limit_ok || market_ok);
-    if (!valid)
-        return declined(); /* rejected: the Python path words it */
-
-    PyObject *users = SLOT(book, B_USERS);
-    PyObject *by_coid = PyDict_GetItemWithError(users, c.user_id);
-    if (by_coid == NULL && PyErr_Occurred())
-        return NULL;
-    if (by_coid != NULL) {
-        int dup = PyDict_Contains(by_coid, c.coid);
-        if (dup != 0)
-            return dup < 0 ? NULL : declined(); /* duplicate client order id: rejected */
-    }
-    long long best_ask, best_bid;
-    if (!as_i64(SLOT(book, B_BEST_ASK), &best_ask) || !as_i64(SLOT(book, B_BEST_BID), &best_bid))
-        return declined();
-    const int crosses = v.order_type == MARKET || (v.side == BUY ? v.price >= best_ask : v.price <= best_bid);
-    if (crosses && v.order_type == LIMIT_MAKER)
-        return declined();
-    if (v.tif == FOK && v.order_type == LIMIT) {
-        if (!crosses)
-            return declined();
-        PyObject *ok = call2(fok_fillable, book, cmd);
-        if (ok == NULL)
-            return NULL;
-        int fillable = PyObject_IsTrue(ok);
-        Py_DECREF(ok);
-        if (fillable <= 0)
-            return fillable < 0 ? NULL : declined();
-    }
-    Py_ssize_t coid_len;
-    const char *raw_coid = PyUnicode_AsUTF8AndSize(c.coid, &coid_len);
-    long long order_id;
-    if (raw_coid == NULL || coid_len > 0xFFFF || !as_i64(SLOT(book, B_NEXT_ORDER_ID), &order_id)) {
-        PyErr_Clear();
-        return declined();
-    }
-
-    /* accepted: from here on the state changes; the events go to the journal as one chunk */
     Events events;
+    Outcome out;
     events_init(&events);
-    PyObject *result = accept(engine, book, users, by_coid, &events, &c, &v, raw_coid, coid_len, crosses, seq0);
-    if (result == NULL || events_flush(&events, journal) < 0) {
-        if (result == NULL)
-            events_free(&events);
-        Py_XDECREF(result);
-        return NULL;
+    outcome_init(&out);
+    int rc = new_order_core(engine, st, &c, &v, cmd, &events, &out);
+    PyObject *result = NULL;
+    if (rc > 0) {
+        if (events_flush(&events, st->journal) == 0)
+            result = result_object(&c, &out);
+    } else {
+        events_free(&events);
+        result = rc == 0 ? declined() : NULL;
     }
+    outcome_free(&out);
     return result;
 }
 
@@ -991,6 +1093,511 @@ static PyObject *cancel(PyObject *engine, const EngineState *st, PyObject *cmd)
 done:
     Py_DECREF(order);
     return result;
+}
+
+/* --- NewOrders in, Results out (shards/wire.py layouts, checked by bind_wire) ------------------------ */
+
+enum { T_NEW_ORDERS = 10, K_ORDER = 1, K_RESULTS = 7, WIRE_COID = 36 };
+enum { NEW_ORDERS_HEAD = 11, NEW_ORDER_BODY = 85, RESULTS_HEAD = 11, ORDER_BODY = 131, FILL_SIZE = 24 };
+static int wire_bound;
+
+/* A growing byte buffer (the answer record). */
+typedef struct {
+    char *data;
+    size_t len, cap;
+} Buf;
+
+static char *buf_room(Buf *b, size_t size)
+{
+    if (b->len + size > b->cap) {
+        size_t cap = 2 * (b->len + size);
+        char *data = PyMem_Realloc(b->data, cap);
+        if (data == NULL) {
+            PyErr_NoMemory();
+            return NULL;
+        }
+        b->data = data;
+        b->cap = cap;
+    }
+    char *p = b->data + b->len;
+    b->len += size;
+    return p;
+}
+
+/* The OrderResult of an order this core took: a Results item (wire._ORDER_BODY, ``rid8`` NULL) or a whole answer
+ * (wire._ORDER_HEAD: the same with the request id's 8 bytes after the kind), then wire._FILL per fill. */
+static int put_order_item(Buf *b, const unsigned char *rid8, const NewOrderVals *v, const char *coid,
+                          Py_ssize_t coid_len, const Outcome *out)
+{
+    char *p = buf_room(b, ORDER_BODY + (rid8 ? 8 : 0) + FILL_SIZE * out->fills.n);
+    if (p == NULL)
+        return -1;
+    *p++ = K_ORDER;
+    if (rid8 != NULL) {
+        memcpy(p, rid8, 8);
+        p += 8;
+    }
+    p = put8(put4(p, v->symbol_id), out->order_id);
+    *p++ = (char)coid_len; /* 37p: length byte, then the bytes, zero-padded */
+    memcpy(p, coid, coid_len);
+    memset(p + coid_len, 0, WIRE_COID - coid_len);
+    p = put8(p + WIRE_COID, v->user_id);
+    *p++ = (char)v->side;
+    *p++ = (char)v->order_type;
+    *p++ = (char)v->tif;
+    *p++ = (char)v->stp;
+    p = put8(put8(put8(put8(put8(p, v->price), out->orig_qty), out->executed), out->cum_quote), v->quote_qty);
+    *p++ = (char)out->status;
+    p = put4(put8(put8(put8(p, v->ts), v->ts), v->ts), (uint32_t)out->fills.n);
+    for (size_t i = 0; i < out->fills.n; i++)
+        p = put8(put8(put8(p, out->fills.items[i].trade_id), out->fills.items[i].price), out->fills.items[i].qty);
+    return 0;
+}
+
+static inline uint64_t get8(const unsigned char *p)
+{
+    uint64_t v;
+    memcpy(&v, p, 8);
+    return v;
+}
+
+static inline uint32_t get4(const unsigned char *p)
+{
+    uint32_t v;
+    memcpy(&v, p, 4);
+    return v;
+}
+
+/* The exception being raised, normalized and cleared (Python 3.11 has no PyErr_GetRaisedException). */
+static PyObject *fetch_exception(void)
+{
+    PyObject *type, *value, *tb;
+    PyErr_Fetch(&type, &value, &tb);
+    PyErr_NormalizeException(&type, &value, &tb);
+    if (tb != NULL && value != NULL)
+        PyException_SetTraceback(value, tb);
+    Py_XDECREF(type);
+    Py_XDECREF(tb);
+    return value;
+}
+
+/* Hand one order's outcome that this core did not encode to ``part(rid, result_or_exception) -> bytes`` and append
+ * what it returns. ``result`` NULL: the error set now is the order's (an Exception: part answers it; anything else
+ * propagates). */
+static int put_part(Buf *b, PyObject *part, PyObject *rid, PyObject *result /* stolen */)
+{
+    if (result == NULL) {
+        if (!PyErr_ExceptionMatches(PyExc_Exception))
+            return -1;
+        result = fetch_exception();
+        if (result == NULL)
+            return -1;
+    }
+    PyObject *bytes = call2(part, rid, result);
+    Py_DECREF(result);
+    if (bytes == NULL)
+        return -1;
+    if (!PyBytes_Check(bytes)) {
+        Py_DECREF(bytes);
+        PyErr_SetString(PyExc_TypeError, "part() must return bytes");
+        return -1;
+    }
+    char *p = buf_room(b, (size_t)PyBytes_GET_SIZE(bytes));
+    if (p != NULL)
+        memcpy(p, PyBytes_AS_STRING(bytes), (size_t)PyBytes_GET_SIZE(bytes));
+    Py_DECREF(bytes);
+    return p == NULL ? -1 : 0;
+}
+
+/* Write the events gathered so far to the engine's journal (before the Python path appends its own, and at the end). */
+static int events_flush_keep(Events *ev, PyObject *engine)
+{
+    if (!ev->len)
+        return 0;
+    PyObject *journal = SLOT(engine, E_JOURNAL);
+    PyObject *chunk = PyBytes_FromStringAndSize(ev->data, (Py_ssize_t)ev->len);
+    int rc = chunk == NULL || journal == NULL ? -1 : PyList_Append(journal, chunk);
+    Py_XDECREF(chunk);
+    ev->len = 0;
+    return rc;
+}
+
+/* new_orders(engine, record, now, part) -> the Results answer record, or None when ``record`` does not decode (the
+ * caller then takes its Python path, which answers it as a whole). The same bytes as
+ * ``encode_results(rid, [engine.apply(o) for o in decode_new_orders(record, now)[1]])`` and the same journal: orders
+ * this core declines go to Engine._new_order, and ``part`` encodes their results (and answers an order whose apply
+ * raised); ``part`` owns the Rejected layout. */
+static PyObject *new_orders(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 4) {
+        PyErr_SetString(PyExc_TypeError, "new_orders(engine, record, now, part)");
+        return NULL;
+    }
+    if (!wire_bound) {
+        PyErr_SetString(PyExc_RuntimeError, "new_orders needs bind_wire() first");
+        return NULL;
+    }
+    PyObject *engine = args[0], *record = args[1], *now_obj = args[2], *part = args[3];
+    long long now;
+    if (!as_i64(now_obj, &now) || Py_TYPE(engine) != engine_type)
+        return declined();
+    Py_buffer view;
+    if (PyObject_GetBuffer(record, &view, PyBUF_SIMPLE) < 0)
+        return NULL;
+    const unsigned char *rec = view.buf;
+    const size_t len = (size_t)view.len;
+    PyObject **coids = NULL, *rid = NULL, *answer = NULL;
+    Buf out_buf = {NULL, 0, 0};
+    Events events;
+    Outcome out;
+    events_init(&events);
+    outcome_init(&out);
+    size_t n = 0, decoded = 0;
+    if (len < NEW_ORDERS_HEAD || rec[0] != T_NEW_ORDERS)
+        goto decline;
+    n = (size_t)rec[9] | (size_t)rec[10] << 8;
+    if (len < NEW_ORDERS_HEAD + n * NEW_ORDER_BODY)
+        goto decline;
+    /* every client order id first: one that is not UTF-8 makes the whole record undecodable, before any order runs */
+    coids = PyMem_Calloc(n ? n : 1, sizeof(PyObject *));
+    if (coids == NULL) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    for (; decoded < n; decoded++) {
+        const unsigned char *body = rec + NEW_ORDERS_HEAD + decoded * NEW_ORDER_BODY;
+        size_t coid_len = body[12] > WIRE_COID ? WIRE_COID : body[12];
+        coids[decoded] = PyUnicode_DecodeUTF8((const char *)body + 13, (Py_ssize_t)coid_len, NULL);
+        if (coids[decoded] == NULL) {
+            if (!PyErr_ExceptionMatches(PyExc_UnicodeDecodeError))
+                goto done;
+            PyErr_Clear();
+            goto decline;
+        }
+    }
+    rid = PyLong_FromUnsignedLongLong(get8(rec + 1));
+    char *head = rid == NULL ? NULL : buf_room(&out_buf, RESULTS_HEAD + n * (ORDER_BODY + FILL_SIZE));
+    if (head == NULL)
+        goto done;
+    out_buf.len = RESULTS_HEAD;
+    head[0] = K_RESULTS;
+    memcpy(head + 1, rec + 1, 8);
+    head[9] = rec[9];
+    head[10] = rec[10];
+
+    for (size_t i = 0; i < n; i++) {
+        /* wire._NEW_ORDER_BODY: symbol@0 user@4 coid@12 side@49 type@50 tif@51 price@52 qty@60 quote@68 stp@76 */
+        const unsigned char *body = rec + NEW_ORDERS_HEAD + i * NEW_ORDER_BODY;
+        const uint64_t user = get8(body + 4);
+        NewOrderVals v = {
+            .user_id = (long long)user, .side = body[49], .order_type = body[50], .tif = body[51],
+            .price = (long long)get8(body + 52), .qty = (long long)get8(body + 60),
+            .quote_qty = (long long)get8(body + 68), .stp = body[76], .ts = now, .symbol_id = get4(body),
+        };
+        NewOrderObjs c = {
+            PyLong_FromUnsignedLong(v.symbol_id), PyLong_FromUnsignedLongLong(user), coids[i],
+            PyLong_FromLong((long)v.side), PyLong_FromLong((long)v.order_type), PyLong_FromLong((long)v.tif),
+            PyLong_FromLongLong(v.price), PyLong_FromLongLong(v.qty), PyLong_FromLongLong(v.quote_qty),
+            PyLong_FromLong((long)v.stp), now_obj,
+        };
+        int rc = -1;
+        if (c.symbol_id && c.user_id && c.side && c.order_type && c.tif && c.price && c.qty && c.quote_qty && c.stp) {
+            EngineState st;
+            const size_t mark = events.len;
+            rc = user > INT64_MAX || !engine_state(engine, &st) ? 0
+                                                                : new_order_core(engine, &st, &c, &v, NULL, &events, &out);
+            if (rc > 0) {
+                Py_ssize_t coid_len;
+                const char *raw = PyUnicode_AsUTF8AndSize(c.coid, &coid_len);
+                rc = raw == NULL || put_order_item(&out_buf, NULL, &v, raw, coid_len, &out) < 0 ? -1 : 1;
+                if (rc < 0) /* not answerable: it stays applied, as when encode_results raises; stop here */
+                    goto order_failed;
+            } else if (rc == 0) { /* declined: the Python path, as Engine.apply would take it */
+                PyObject *items[11] = {ref(c.symbol_id), ref(c.user_id), ref(c.coid), ref(c.side),
+                                       ref(c.order_type), ref(c.tif), ref(c.price), ref(c.qty),
+                                       ref(c.quote_qty), ref(c.stp), ref(c.ts)};
+                PyObject *cmd = named_tuple((PyTypeObject *)new_order_type, items, 11);
+                if (cmd != NULL && events_flush_keep(&events, engine) == 0) {
+                    PyObject *call_args[2] = {engine, cmd};
+                    rc = put_part(&out_buf, part, rid, PyObject_Vectorcall(python_new_order, call_args, 2, NULL));
+                } else {
+                    rc = -1;
+                }
+                Py_XDECREF(cmd);
+            } else { /* the C path raised: its events are dropped, like those of an apply that raises */
+                events.len = mark;
+                rc = put_part(&out_buf, part, rid, NULL);
+            }
+        } else {
+            rc = put_part(&out_buf, part, rid, NULL);
+        }
+    order_failed:
+        outcome_free(&out);
+        Py_XDECREF(c.symbol_id);
+        Py_XDECREF(c.user_id);
+        Py_XDECREF(c.side);
+        Py_XDECREF(c.order_type);
+        Py_XDECREF(c.tif);
+        Py_XDECREF(c.price);
+        Py_XDECREF(c.qty);
+        Py_XDECREF(c.quote_qty);
+        Py_XDECREF(c.stp);
+        if (rc < 0)
+            goto done;
+    }
+    if (events_flush_keep(&events, engine) == 0)
+        answer = PyBytes_FromStringAndSize(out_buf.data, (Py_ssize_t)out_buf.len);
+    goto done;
+decline:
+    answer = ref(Py_None);
+done:
+    if (answer == NULL && events.len) { /* an error propagates: what ran stays journaled, as in the Python loop */
+        PyObject *type, *value, *tb;
+        PyErr_Fetch(&type, &value, &tb);
+        if (events_flush_keep(&events, engine) < 0)
+            PyErr_Clear();
+        PyErr_Restore(type, value, tb);
+    }
+    events_free(&events);
+    for (size_t i = 0; i < decoded; i++)
+        Py_XDECREF(coids[i]);
+    PyMem_Free(coids);
+    PyMem_Free(out_buf.data);
+    Py_XDECREF(rid);
+    PyBuffer_Release(&view);
+    return answer;
+}
+
+/* An OrderView object as wire bytes (wire._VIEW); 0 when a field is out of its format's range (the caller lets
+ * shards/wire.py encode it, which names the value). */
+static int put_view_object(Buf *b, PyObject *view)
+{
+    static const char kinds[17] = "IQsQBBBBqqqqqBqqq"; /* wire._VIEW, field by field ("s": 37p) */
+    if (!PyTuple_Check(view) || PyTuple_GET_SIZE(view) != 17)
+        return 0;
+    long long vals[17];
+    const char *coid = NULL;
+    Py_ssize_t coid_len = 0;
+    for (int i = 0; i < 17; i++) {
+        PyObject *item = PyTuple_GET_ITEM(view, i);
+        if (kinds[i] == 's') {
+            if (!PyUnicode_Check(item) || (coid = PyUnicode_AsUTF8AndSize(item, &coid_len)) == NULL) {
+                PyErr_Clear();
+                return 0;
+            }
+            if (coid_len > WIRE_COID)
+                return 0;
+            continue;
+        }
+        if (!as_i64(item, &vals[i]))
+            return 0;
+        const long long v = vals[i];
+        if ((kinds[i] == 'I' && (v < 0 || v > UINT32_MAX)) || (kinds[i] == 'Q' && v < 0) ||
+            (kinds[i] == 'B' && (v < 0 || v > 255)))
+            return 0;
+    }
+    char *p = buf_room(b, ORDER_BODY - 1 - 4);
+    if (p == NULL)
+        return -1;
+    p = put8(put4(p, (uint32_t)vals[0]), vals[1]);
+    *p++ = (char)coid_len;
+    memcpy(p, coid, coid_len);
+    memset(p + coid_len, 0, WIRE_COID - coid_len);
+    p = put8(p + WIRE_COID, vals[3]);
+    for (int i = 4; i < 8; i++)
+        *p++ = (char)vals[i];
+    for (int i = 8; i < 13; i++)
+        p = put8(p, vals[i]);
+    *p++ = (char)vals[13];
+    for (int i = 14; i < 17; i++)
+        p = put8(p, vals[i]);
+    return 1;
+}
+
+enum { T_NEW_ORDER = 1, T_CANCEL_ORDER = 2, NEW_ORDER_SIZE = 94, CANCEL_ORDER_SIZE = 74, ANSWER_HEAD = 9 };
+
+/* A coid field (37p) as str; NULL with no error set when it is not UTF-8. */
+static PyObject *wire_coid(const unsigned char *field)
+{
+    PyObject *s = PyUnicode_DecodeUTF8((const char *)field + 1, field[0] > WIRE_COID ? WIRE_COID : field[0], NULL);
+    if (s == NULL && PyErr_ExceptionMatches(PyExc_UnicodeDecodeError))
+        PyErr_Clear();
+    return s;
+}
+
+/* One NewOrder record: its answer bytes, or None (declined before any change: the caller's Python path takes it). */
+static PyObject *command_new_order(PyObject *engine, const unsigned char *rec, PyObject *now_obj, long long now)
+{
+    /* wire._NEW_ORDER: rid@1 symbol@9 user@13 coid@21 side@58 type@59 tif@60 price@61 qty@69 quote@77 stp@85 */
+    const uint64_t user = get8(rec + 13);
+    EngineState st;
+    if (user > INT64_MAX || !engine_state(engine, &st))
+        return declined();
+    NewOrderVals v = {
+        .user_id = (long long)user, .side = rec[58], .order_type = rec[59], .tif = rec[60],
+        .price = (long long)get8(rec + 61), .qty = (long long)get8(rec + 69), .quote_qty = (long long)get8(rec + 77),
+        .stp = rec[85], .ts = now, .symbol_id = get4(rec + 9),
+    };
+    NewOrderObjs c = {
+        PyLong_FromUnsignedLong(v.symbol_id), PyLong_FromUnsignedLongLong(user), wire_coid(rec + 21),
+        PyLong_FromLong((long)v.side), PyLong_FromLong((long)v.order_type), PyLong_FromLong((long)v.tif),
+        PyLong_FromLongLong(v.price), PyLong_FromLongLong(v.qty), PyLong_FromLongLong(v.quote_qty),
+        PyLong_FromLong((long)v.stp), now_obj,
+    };
+    PyObject *answer = NULL;
+    Events events;
+    Outcome out;
+    events_init(&events);
+    outcome_init(&out);
+    if (c.symbol_id && c.user_id && c.coid && c.side && c.order_type && c.tif && c.price && c.qty && c.quote_qty &&
+        c.stp) {
+        int rc = new_order_core(engine, &st, &c, &v, NULL, &events, &out);
+        if (rc > 0) {
+            Buf b = {NULL, 0, 0};
+            Py_ssize_t coid_len;
+            const char *raw = PyUnicode_AsUTF8AndSize(c.coid, &coid_len);
+            if (events_flush(&events, st.journal) == 0 && raw != NULL &&
+                put_order_item(&b, rec + 1, &v, raw, coid_len, &out) == 0)
+                answer = PyBytes_FromStringAndSize(b.data, (Py_ssize_t)b.len);
+            PyMem_Free(b.data);
+        } else {
+            events_free(&events);
+            if (rc == 0)
+                answer = declined();
+        }
+    } else {
+        answer = declined(); /* a client order id that is not UTF-8: the Python path answers the record */
+    }
+    outcome_free(&out);
+    Py_XDECREF(c.symbol_id);
+    Py_XDECREF(c.user_id);
+    Py_XDECREF(c.coid);
+    Py_XDECREF(c.side);
+    Py_XDECREF(c.order_type);
+    Py_XDECREF(c.tif);
+    Py_XDECREF(c.price);
+    Py_XDECREF(c.qty);
+    Py_XDECREF(c.quote_qty);
+    Py_XDECREF(c.stp);
+    return answer;
+}
+
+/* One CancelOrder record: its answer bytes, or None (declined: the caller's Python path takes it). */
+static PyObject *command_cancel(PyObject *engine, const unsigned char *rec, PyObject *now_obj, PyObject *encode)
+{
+    /* wire._CANCEL_ORDER: rid@1 symbol@9 user@13 order id@21 coid@29 ts@66 */
+    EngineState st;
+    if (!engine_state(engine, &st))
+        return declined();
+    PyObject *items[5] = {PyLong_FromUnsignedLong(get4(rec + 9)), PyLong_FromUnsignedLongLong(get8(rec + 13)),
+                          PyLong_FromUnsignedLongLong(get8(rec + 21)), wire_coid(rec + 29), ref(now_obj)};
+    if (items[3] == NULL && !PyErr_Occurred()) { /* not UTF-8: the Python path answers the record */
+        for (int i = 0; i < 5; i++)
+            Py_XDECREF(items[i]);
+        return declined();
+    }
+    PyObject *cmd = named_tuple((PyTypeObject *)cancel_type, items, 5);
+    if (cmd == NULL)
+        return NULL;
+    PyObject *result = cancel(engine, &st, cmd), *answer = NULL;
+    Py_DECREF(cmd);
+    if (result == NULL || result == Py_None)
+        return result;
+    Buf b = {NULL, 0, 0};
+    char *p = buf_room(&b, ANSWER_HEAD);
+    int rc = p == NULL ? -1 : 0;
+    if (rc == 0) {
+        p[0] = K_ORDER;
+        memcpy(p + 1, rec + 1, 8);
+        rc = put_view_object(&b, PyTuple_GET_ITEM(result, 0));
+    }
+    if (rc > 0 && (p = buf_room(&b, 4)) != NULL) {
+        put4(p, 0); /* a cancel has no fills */
+        answer = PyBytes_FromStringAndSize(b.data, (Py_ssize_t)b.len);
+    } else if (rc == 0) { /* a value past its wire range: shards/wire.py encodes it (and raises, naming it) */
+        PyObject *rid = PyLong_FromUnsignedLongLong(get8(rec + 1));
+        answer = rid == NULL ? NULL : call2(encode, rid, result);
+        Py_XDECREF(rid);
+    }
+    PyMem_Free(b.data);
+    Py_DECREF(result);
+    return answer;
+}
+
+/* command(engine, record, now, encode_answer) -> the answer record of a NewOrder or CancelOrder record, or None when
+ * this core does not take it (another type, a record that does not decode, a command it declines: the caller's Python
+ * path decodes, applies and answers it, nothing having changed). The same bytes as
+ * ``encode_answer(rid, engine.apply(stamped(decode_command(record))))`` and the same journal. */
+static PyObject *command(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 4) {
+        PyErr_SetString(PyExc_TypeError, "command(engine, record, now, encode_answer)");
+        return NULL;
+    }
+    if (!wire_bound) {
+        PyErr_SetString(PyExc_RuntimeError, "command needs bind_wire() first");
+        return NULL;
+    }
+    PyObject *engine = args[0], *record = args[1], *now_obj = args[2];
+    long long now;
+    if (!PyBytes_Check(record) || !as_i64(now_obj, &now))
+        return declined();
+    const unsigned char *rec = (const unsigned char *)PyBytes_AS_STRING(record);
+    const Py_ssize_t len = PyBytes_GET_SIZE(record);
+    if (len >= NEW_ORDER_SIZE && rec[0] == T_NEW_ORDER)
+        return command_new_order(engine, rec, now_obj, now);
+    if (len >= CANCEL_ORDER_SIZE && rec[0] == T_CANCEL_ORDER)
+        return command_cancel(engine, rec, now_obj, args[3]);
+    Py_RETURN_NONE;
+}
+
+/* bind_wire(layouts): check that shards/wire.py's layouts are the ones this core writes; returns (new_orders,
+ * command). */
+static PyObject *bind_wire(PyObject *module, PyObject *formats)
+{
+    static const char *const expected[][2] = {
+        {"new_orders_head", "<BQH"}, {"new_order_body", "<IQ37pBBBqqqBq"}, {"results_head", "<BQH"},
+        {"order_body", "<BIQ37pQBBBBqqqqqBqqqI"}, {"fill", "<Qqq"}, {"new_order", "<BQIQ37pBBBqqqBq"},
+        {"cancel_order", "<BQIQQ37pq"}, {"order_head", "<BQIQ37pQBBBBqqqqqBqqqI"},
+    };
+    static const struct {
+        const char *name;
+        long value;
+    } constants[] = {{"T_NEW_ORDERS", T_NEW_ORDERS}, {"T_NEW_ORDER", T_NEW_ORDER}, {"T_CANCEL_ORDER", T_CANCEL_ORDER},
+                     {"K_ORDER", K_ORDER}, {"K_RESULTS", K_RESULTS}, {"MAX_CLIENT_ORDER_ID", WIRE_COID}};
+    if (!PyDict_Check(formats)) {
+        PyErr_SetString(PyExc_TypeError, "bind_wire(dict of wire layouts)");
+        return NULL;
+    }
+    for (size_t i = 0; i < sizeof expected / sizeof expected[0]; i++) {
+        PyObject *got = PyDict_GetItemString(formats, expected[i][0]);
+        if (got == NULL || !PyUnicode_Check(got) || PyUnicode_CompareWithASCIIString(got, expected[i][1]) != 0) {
+            PyErr_Format(PyExc_ValueError, "wire layout %s is %R, this core writes %s", expected[i][0], got,
+                         expected[i][1]);
+            return NULL;
+        }
+    }
+    for (size_t i = 0; i < sizeof constants / sizeof constants[0]; i++) {
+        PyObject *got = PyDict_GetItemString(formats, constants[i].name);
+        if (got == NULL || !PyLong_Check(got) || PyLong_AsLong(got) != constants[i].value) {
+            PyErr_Clear();
+            PyErr_Format(PyExc_ValueError, "wire constant %s is %R, this core writes %ld", constants[i].name, got,
+                         constants[i].value);
+            return NULL;
+        }
+    }
+    if (engine_type == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "bind_wire needs bind() first");
+        return NULL;
+    }
+    wire_bound = 1;
+    PyObject *batch = PyObject_GetAttrString(module, "new_orders"), *single = PyObject_GetAttrString(module, "command");
+    if (batch == NULL || single == NULL) {
+        Py_XDECREF(batch);
+        Py_XDECREF(single);
+        return NULL;
+    }
+    return Py_BuildValue("(NN)", batch, single);
 }
 
 /* --- binding ---------------------------------------------------------------------------------------- */
@@ -1103,6 +1710,11 @@ static PyObject *bind(PyObject *module, PyObject *args)
 }
 
 static PyMethodDef methods[] = {
+    {"new_orders", (PyCFunction)(void (*)(void))new_orders, METH_FASTCALL,
+     "new_orders(engine, record, now, part) -> the Results answer of a NewOrders record, or None (see the C source)."},
+    {"command", (PyCFunction)(void (*)(void))command, METH_FASTCALL,
+     "command(engine, record, now, encode_answer) -> the answer of a NewOrder or CancelOrder record, or None."},
+    {"bind_wire", bind_wire, METH_O, "bind_wire(layouts) -> (new_orders, command), once the layouts are checked."},
     {"bind", bind, METH_VARARGS,
      "bind(Engine, Book, OrderView, OrderResult, Fill, NewOrder, CancelOrder, deque, fok_fillable, heappush, "
      "heappop) -> the C Engine.apply (a method descriptor)."},

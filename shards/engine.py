@@ -571,6 +571,7 @@ _HANDLERS: dict[type, Callable[[Engine, Any], Result]] = {
 # shards/_matchcore.c gives a C Engine.apply that runs _new_order (with _take) and _cancel over the same structures
 # and writes the same bytes; what it does not handle it declines before changing anything, and the methods above take
 # it. Built at install where a C compiler is at hand; EXCHANGE_ENGINE_CORE=python (or select_core) turns it off.
+# It also gives the shard loop record-in, answer-out calls (bind_wire_calls), used while the C apply is selected.
 try:
     from shards import _matchcore
 except ImportError:  # installed without a C compiler: the Python path does everything
@@ -583,6 +584,26 @@ if _matchcore is not None:
     )
 CORES = tuple(sorted(_APPLY))  # the cores this install has: ("c", "python") or ("python",)
 core = "python"
+
+
+def c_core_active() -> bool:
+    """Whether ``Engine.apply`` is the C core's now (not the Python one, nor a wrapper a test put in its place)."""
+    return "c" in _APPLY and Engine.apply is _APPLY["c"]
+
+
+def bind_wire_calls(
+    layouts: dict[str, object],
+) -> tuple[Callable[..., bytes | None], Callable[..., bytes | None]] | None:
+    """The C core's record-in, answer-out calls ``(new_orders, command)`` for the wire ``layouts``; None without C.
+
+    ``new_orders(engine, record, now, part)`` answers a NewOrders record, ``command(engine, record, now,
+    encode_answer)`` a NewOrder or CancelOrder record (``shards.process`` drives both; see ``_matchcore.c``).
+    ``layouts`` names the wire formats and constants the C core writes (``shards.process`` reads them from
+    ``shards.wire``); a mismatch raises ValueError, so the caller keeps its Python path.
+    """
+    if _matchcore is None:
+        return None
+    return _matchcore.bind_wire(layouts)
 
 
 def apply_of(name: str) -> Callable[[Engine, object], Result]:

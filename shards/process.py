@@ -14,6 +14,9 @@ One loop turn (a batch)::
     decode each; stamp ts (ms, one clock read per batch) on state-changing commands
     engine.apply(cmd) -> result   (Ping -> Pong without the engine)
       a NewOrders record (a REST batch): apply its orders in order, one Results answer
+      with the C core, NewOrders, NewOrder and CancelOrder records go in and their answers come out of
+      one C call (``_matchcore.new_orders`` / ``command``): no command or result objects; what the C
+      core declines (rejections, rare values) takes the Python path, and the bytes are the same
     while commands keep arriving: read more (up to batch_max, at most flush_us longer)
     journal.append_encoded(engine.take_encoded())  <- group commit: one XADD, back when Redis has it
     send every answer (a full answer ring is retried, never dropped)
@@ -57,12 +60,15 @@ from deploy.log import log_event, set_process_name
 from deploy.topology import ProcessContext
 from ringbuf.doorbell import Consumer, Doorbell, Producer
 from ringbuf.ring import Ring
-from shards.engine import Engine, select_core
+from shards import wire as _wire
+from shards.engine import Engine, bind_wire_calls, c_core_active, select_core
 from shards.journal import RedisJournal
 from shards.protocol import STATE_CHANGING, Event, Rejected
 from shards.recovery import Snapshotter, recover
 from shards.wire import (
     INTERNAL_ERROR,
+    T_CANCEL_ORDER,
+    T_NEW_ORDER,
     T_NEW_ORDERS,
     Ping,
     Pong,
@@ -82,6 +88,44 @@ STOP_SEND_DEADLINE_S = 2.0  # once stopping, how long a full answer ring is retr
 
 _STAMPED = frozenset(STATE_CHANGING)
 _new = tuple.__new__
+_RESULTS_HEAD_SIZE = len(encode_results(0, ()))  # a Results item starts after this many bytes
+
+
+def _bind_c_calls() -> tuple[Callable[..., bytes | None] | None, Callable[..., bytes | None] | None]:
+    """The C core's record-in, answer-out calls over ``shards.wire``'s layouts; (None, None) when they differ."""
+    layouts = {
+        "new_orders_head": _wire._NEW_ORDERS_HEAD.format,
+        "new_order_body": _wire._NEW_ORDER_BODY.format,
+        "results_head": _wire._RESULTS_HEAD.format,
+        "order_body": _wire._ORDER_BODY.format,
+        "fill": _wire._FILL.format,
+        "new_order": _wire._NEW_ORDER.format,
+        "cancel_order": _wire._CANCEL_ORDER.format,
+        "order_head": _wire._ORDER_HEAD.format,
+        "T_NEW_ORDERS": _wire.T_NEW_ORDERS,
+        "T_NEW_ORDER": _wire.T_NEW_ORDER,
+        "T_CANCEL_ORDER": _wire.T_CANCEL_ORDER,
+        "K_ORDER": _wire.K_ORDER,
+        "K_RESULTS": _wire.K_RESULTS,
+        "MAX_CLIENT_ORDER_ID": _wire.MAX_CLIENT_ORDER_ID,
+    }
+    try:
+        calls = bind_wire_calls(layouts)
+    except (AttributeError, TypeError, ValueError) as exc:
+        log_event("shard_c_records_off", "warning", error=str(exc))
+        return None, None
+    return calls if calls is not None else (None, None)
+
+
+# With the C core: a NewOrders record in, its Results answer out (C_NEW_ORDERS), and the same for one NewOrder or
+# CancelOrder record (C_COMMAND); what they decline takes the Python path below. EXCHANGE_SHARD_RECORDS=python keeps
+# the record path in Python with either core (A/B measurements, diagnosis).
+_C_NEW_ORDERS, _C_COMMAND = _bind_c_calls() if os.environ.get("EXCHANGE_SHARD_RECORDS") != "python" else (None, None)
+
+
+def _orders_in(record: bytes) -> int:
+    """How many orders a NewOrders record announces (at least 1: an empty record still counts as a command)."""
+    return max(record[9] | record[10] << 8, 1) if len(record) >= 11 else 1
 
 
 def _stamped(cmd: Any, now: int) -> Any:
@@ -139,6 +183,7 @@ class ShardLoop:
         self.internal_errors = 0
         self.dropped_answers = 0  # only ever non-zero after a stop with no reader left
         self._pong = Pong(index)
+        self._part_error: Exception | None = None  # set by _order_part while a C NewOrders call runs
 
     def run(self) -> None:
         """Loop until ``stopping``; then drain what is in the rings and return."""
@@ -156,7 +201,9 @@ class ShardLoop:
     def step(self) -> int:
         """One batch over every command ring; returns how many commands it applied."""
         now = time.time_ns() // 1_000_000
-        apply = self.engine.apply
+        engine = self.engine
+        apply = engine.apply
+        command = _C_COMMAND if _C_COMMAND is not None and c_core_active() else None
         pong = self._pong
         stamped = _STAMPED
         outgoing: list[list[bytes]] = [[] for _ in self.command_rings]
@@ -172,10 +219,16 @@ class ShardLoop:
                 readers.add(ring)
                 got += len(records)
                 for record in records:
-                    if record[0] == T_NEW_ORDERS:  # a batch of new orders: one record in, one answer out
+                    kind = record[0]
+                    if kind == T_NEW_ORDERS:  # a batch of new orders: one record in, one answer out
                         got += self._apply_orders(record, now, answers) - 1
                         continue
                     try:
+                        if command is not None and (kind == T_NEW_ORDER or kind == T_CANCEL_ORDER):
+                            answer = command(engine, record, now, encode_answer)  # the C core: record in, answer out
+                            if answer is not None:  # None: it declined, nothing changed; the Python path takes it
+                                answers.append(answer)
+                                continue
                         rid, cmd = decode_command(record)
                         cls = type(cmd)
                         result: object
@@ -212,8 +265,24 @@ class ShardLoop:
 
         Returns how many orders it held (at least 1). An order whose ``apply`` raises gets its own
         ``Rejected(-1000)`` and the others go on; a record that cannot be decoded is
-        answered as a whole like any malformed record.
+        answered as a whole like any malformed record. With the C core the record goes in and
+        the answer comes out in one call (``_matchcore.new_orders``); the orders it declines run
+        ``Engine._new_order`` in Python and their results are encoded by ``_order_part``.
         """
+        if _C_NEW_ORDERS is not None and c_core_active():
+            self._part_error = None
+            try:
+                answer = _C_NEW_ORDERS(self.engine, record, now, self._order_part)
+            except Exception as exc:  # noqa: BLE001 - applied but not answerable: "status unknown"
+                answers.append(self._internal_error(record, exc))
+                return _orders_in(record)
+            if answer is not None:  # None: it does not decode; the Python path below answers it
+                if self._part_error is not None:
+                    answers.append(self._internal_error(record, self._part_error))
+                    self._part_error = None
+                else:
+                    answers.append(answer)
+                return _orders_in(record)
         try:
             rid, orders = decode_new_orders(record, now)
         except Exception as exc:  # noqa: BLE001 - a bug must answer, not hang its caller
@@ -232,6 +301,21 @@ class ShardLoop:
         except Exception as exc:  # noqa: BLE001 - applied but not encodable: the caller learns "status unknown"
             answers.append(self._internal_error(record, exc))
         return max(len(orders), 1)  # an empty record still counts, so the turn answers and commits it
+
+    def _order_part(self, rid: int, result: object) -> bytes:
+        """The Results item of one order the C core did not encode: a result, or the exception its apply raised.
+
+        An item that cannot be encoded leaves ``_part_error`` set (the first one) and the whole record is then
+        answered as status unknown, as ``encode_results`` raising does on the Python path.
+        """
+        if isinstance(result, BaseException):
+            result = self._internal_rejected(rid, result)  # type: ignore[arg-type]
+        try:
+            return encode_results(rid, (result,))[_RESULTS_HEAD_SIZE:]
+        except Exception as exc:  # noqa: BLE001 - reported as the whole record's error by _apply_orders
+            if self._part_error is None:
+                self._part_error = exc
+            return b""
 
     def _internal_rejected(self, rid: int, exc: Exception) -> Rejected:
         """Log a command that could not be decoded or applied; its answer says the status is unknown."""

@@ -134,3 +134,14 @@ def test_select_core_switches_every_engine_and_refuses_unknown_cores() -> None:
             engine_module.select_core("rust")
     finally:
         engine_module.select_core(before)
+
+
+def test_the_shard_loop_binds_the_record_calls_to_the_wire_layouts_it_reads() -> None:
+    # The C record-in, answer-out calls check shards.wire's formats at import and switch themselves off on a
+    # mismatch (tests/shards/test_batch_core.py and test_record_core.py then skip): a wire change must fail here.
+    from shards import process
+
+    new_orders, command = process._bind_c_calls()
+
+    assert new_orders is not None
+    assert command is not None
