@@ -71,7 +71,8 @@ class WsFeedConfig:
 
 @dataclass(frozen=True, kw_only=True)
 class PersistConfig:
-    commit_interval_ms: int = 10  # under load, commit to PostgreSQL at most this often (0: a commit per read)
+    # under load, commit to PostgreSQL at most this often (0: a commit per read); idle, a commit follows each read
+    commit_interval_ms: int = 50
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -451,7 +452,7 @@ def build_config(raw: Mapping[str, Any], env: Mapping[str, str] = os.environ) ->
     if engine.ring_bytes & (engine.ring_bytes - 1):
         raise ConfigError("engine.ring_bytes", f"must be a power of two, got {engine.ring_bytes}")
     persist = PersistConfig(
-        commit_interval_ms=_int(sections["persist"], "commit_interval_ms", "persist.", 10, minimum=0, maximum=10_000)
+        commit_interval_ms=_int(sections["persist"], "commit_interval_ms", "persist.", 50, minimum=0, maximum=10_000)
     )
     t = sections["accounts"]
     enabled = t.get("enabled", False)

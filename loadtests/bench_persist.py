@@ -34,12 +34,20 @@ round trip a shard adds before answering a batch), p50 and p99, for a batch
 of one command's events and of 64 commands' events. Events counts every event in the streams (depth updates and
 rejections included, which persist reads but does not store).
 
+Instructions (``--pg-callgrind``, needs valgrind; robust on a machine others load, unlike CPU
+seconds): a PostgreSQL run under ``valgrind --tool=callgrind`` (autovacuum off), written to by
+``store.write_batches`` directly (no Redis) with the live flow in writes of ``--pg-callgrind-sizes``
+commands (both shards together); reported: the writing backend's instructions per command, less those
+of a connection that only connects and prepares. Fsync and network time are the kernel's, not
+counted; the CPU seconds of the live run see them.
+
 Diagnostics: ``BENCH_CPU_DETAIL=1`` prints each measured process's CPU seconds
 on stderr; ``BENCH_PERSIST_PROFILE=<file>`` runs the live persist process
 under cProfile, timed in CPU seconds, and dumps its stats there.
 
 Usage: ``python loadtests/bench_persist.py [--quick] [--commands N] [--live-rate R] [--live-per-entry N]
-[--live-seconds S] [--skip-bulk]``; the last stdout line is one JSON object.
+[--live-seconds S] [--skip-bulk] [--pg-callgrind] [--pg-callgrind-sizes 10,40,200]``; the last stdout line
+is one JSON object.
 """
 
 from __future__ import annotations
@@ -48,6 +56,7 @@ import argparse
 import asyncio
 import json
 import os
+import pwd
 import random
 import shutil
 import signal
@@ -64,7 +73,7 @@ import asyncpg  # noqa: E402
 import redis  # noqa: E402
 
 from deploy.config import load_config  # noqa: E402
-from deploy.embedded import start_postgres, start_redis  # noqa: E402
+from deploy.embedded import PG_SYSTEM_USER, free_port, postgres_bin_dir, start_postgres, start_redis  # noqa: E402
 from deploy.migrate import apply_migrations  # noqa: E402
 from persist import main as persist_main  # noqa: E402
 from persist import store  # noqa: E402
@@ -375,6 +384,105 @@ def journal_latency(url: str, all_events: list[list], samples: int) -> dict[str,
     return out
 
 
+# --- instructions: PostgreSQL under callgrind -----------------------------------------------
+
+
+def _callgrind_ir(folder: Path, pid: int) -> int:
+    """Instructions of process ``pid`` (its callgrind file, written when it exits)."""
+    path = folder / f"callgrind.{pid}"
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if path.exists():
+            for line in path.read_text().splitlines():
+                if line.startswith(("totals:", "summary:")):
+                    return int(line.split()[1])
+        time.sleep(0.1)
+    raise RuntimeError(f"no callgrind totals for backend {pid} in {path}")
+
+
+async def _callgrind_session(dsn: str, streams: Streams, per_shard: int) -> tuple[int, int]:
+    """(backend pid, commands written) of one connection writing ``streams`` (``per_shard`` commands a shard a
+    write; 0: connect and prepare only)."""
+    conn = await store.connect(dsn)
+    pid = await conn.fetchval("SELECT pg_backend_pid()")
+    commands = 0
+    caches: dict[int, dict] = {s: {} for s in range(SHARDS)}
+    last = {s: 0 for s in range(SHARDS)}
+    entries = min(len(e) for e in streams) if per_shard else 0
+    for i in range(0, entries, per_shard or 1):
+        batches = []
+        for shard in range(SHARDS):
+            batch = Batch(shard, caches[shard], last[shard])
+            for data, _, n in streams[shard][i : i + per_shard]:
+                batch.add_encoded(data)
+                commands += n
+            batches.append(batch)
+        await store.write_batches(conn, batches)
+        for batch in batches:
+            last[batch.shard] = batch.last_seq
+            batch.merge_into(caches[batch.shard])
+    await conn.close()
+    return pid, commands
+
+
+async def _callgrind_reset(dsn: str) -> None:
+    conn = await asyncpg.connect(dsn)
+    try:
+        await conn.execute("TRUNCATE orders, trades, order_history, persist_progress")
+        for shard in range(SHARDS):
+            await store.progress(conn, shard)
+        await conn.execute("CHECKPOINT")
+    finally:
+        await conn.close()
+
+
+def pg_callgrind(folder: Path, commands: int, sizes: list[int]) -> dict[str, float]:
+    """PostgreSQL instructions per command of ``store.write_batches``, per write size (commands a write)."""
+    if shutil.which("valgrind") is None:
+        print("--pg-callgrind: valgrind is not installed (apt-get install -y valgrind); skipped", file=sys.stderr)
+        return {}
+    streams = generate_live(commands, 1)
+    pg = start_postgres(folder)
+    asyncio.run(apply_migrations(pg.url))
+    pg.stop()
+    out = folder / "callgrind"
+    out.mkdir()
+    user = pwd.getpwnam(PG_SYSTEM_USER) if os.geteuid() == 0 else None
+    if user is not None:
+        os.chown(out, user.pw_uid, user.pw_gid)
+    port = free_port()
+    cmd = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}/callgrind.%p",
+           str(postgres_bin_dir() / "postgres"), "-D", str(folder / "postgres"), "-p", str(port),
+           "-c", "listen_addresses=127.0.0.1",
+           "-c", "unix_socket_directories=", "-c", "fsync=on", "-c", "autovacuum=off"]  # fmt: skip
+    with open(folder / "callgrind.log", "ab") as log:
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd="/", start_new_session=True,
+                                user=user and user.pw_uid, group=user and user.pw_gid)  # fmt: skip
+    dsn = pg.url.rsplit(":", 1)[0] + f":{port}/" + pg.url.rsplit("/", 1)[1]
+    figures: dict[str, float] = {}
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                asyncio.run(_callgrind_reset(dsn))
+                break
+            except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
+                if time.monotonic() > deadline or proc.poll() is not None:
+                    raise RuntimeError(f"PostgreSQL under valgrind did not start; see {folder}/callgrind.log") from None
+                time.sleep(0.5)
+        for size in sizes:
+            asyncio.run(_callgrind_reset(dsn))
+            idle_pid, _ = asyncio.run(_callgrind_session(dsn, streams, 0))
+            pid, written = asyncio.run(_callgrind_session(dsn, streams, max(1, size // SHARDS)))
+            per_command = (_callgrind_ir(out, pid) - _callgrind_ir(out, idle_pid)) / written
+            figures[f"pg_ir_per_command_{size}"] = round(per_command)
+            print(f"callgrind: PostgreSQL {per_command / 1000:.1f}k instructions per command, {size} commands a write")
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(60)
+    return figures
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="a run of well under 30 s")
@@ -386,6 +494,10 @@ def main() -> None:
         "--live-commit-interval-ms", type=int, default=None, help="live: persist.commit_interval_ms (default: default)"
     )
     parser.add_argument("--skip-bulk", action="store_true", help="only the live run")
+    parser.add_argument(
+        "--pg-callgrind", action="store_true", help="PostgreSQL instructions per command under callgrind (slow)"
+    )
+    parser.add_argument("--pg-callgrind-sizes", default="10,40,200", help="commands a write, comma-separated")
     args = parser.parse_args()
     commands = args.commands or (25_000 if args.quick else 200_000)
     live_seconds = args.live_seconds or (4.0 if args.quick else 10.0)
@@ -433,12 +545,21 @@ def main() -> None:
         rd.stop()
         pg.stop()
         shutil.rmtree(folder, ignore_errors=True)
+    instructions: dict[str, float] = {}
+    if args.pg_callgrind:
+        folder = Path(tempfile.mkdtemp(prefix="bench-persist-callgrind-"))
+        try:
+            sizes = [int(n) for n in args.pg_callgrind_sizes.split(",")]
+            instructions = pg_callgrind(folder, 400 if args.quick else 2000, sizes)
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
     figures = {
         "bench": "persist",
         **bulk,
         "redis_appendfsync": "everysec",
         "live_per_entry": args.live_per_entry,
         **live,
+        **instructions,
     }
     print(json.dumps(figures))
 

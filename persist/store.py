@@ -8,10 +8,10 @@ statement; every column of every table goes as one array literal (text,
     WITH p  AS (UPDATE persist_progress SET last_seq = <batch's last seq>
                 WHERE shard = <its shard> AND last_seq = <the seq its batch follows>   -- for every shard
                 RETURNING 1),
-         w0 AS (INSERT INTO trades        SELECT .. FROM unnest(<one array per column>)),
-         w1 AS (INSERT INTO order_history SELECT .. FROM unnest(..)),
-         w2 AS (INSERT INTO orders        SELECT .. FROM unnest(..)),          -- orders the batches created
-         w3 AS (UPDATE orders SET <UPDATED_COLUMNS> FROM unnest(..) WHERE <primary key>)  -- and those they changed
+         w0 AS (INSERT INTO trades        SELECT unnest(<array of column 1>), unnest(<column 2>), ..),
+         w1 AS (INSERT INTO order_history SELECT unnest(..), ..),
+         w2 AS (INSERT INTO orders        SELECT unnest(..), ..),          -- orders the batches created
+         w3 AS (UPDATE orders SET <UPDATED_COLUMNS> FROM (SELECT unnest(..), ..) u WHERE <primary key>)  -- changed
     SELECT 1 / (count(*) = <shards>)::int FROM p
 
 The last line fails (division by zero) unless every shard's progress was what
@@ -28,7 +28,12 @@ whole ``orders`` table, a cost that grew with the table. Text literals, not
 binary arrays: asyncpg's binary array encoder runs an ``isinstance`` against
 ``collections.abc`` for every element (about 1 µs each), while ``str`` of an
 int and a join cost a few tens of ns, and PostgreSQL's ``array_in`` parses an
-element in about 0.2 µs. The plan is generic (prepared once per connection);
+element in about 0.2 µs. The arrays are unnested in the target list (a
+ProjectSet node: one row per call, the arrays in lockstep), not in FROM:
+``FROM unnest(a, b, ..)`` is one function scan per array, each materialised in
+a tuplestore of its own and then zipped, which cost PostgreSQL a sixth of its
+instructions per row (callgrind, ``loadtests/bench_persist.py --pg-callgrind``).
+The plan is generic (prepared once per connection);
 the changed orders are found by primary key: hash and merge joins are off for
 this session, whose only joins are these key lookups (a table scan per batch
 is never what it wants). Changed orders get only the columns events change
@@ -83,16 +88,21 @@ def _unnest(columns: Sequence[str], first: int, alias: str = "u") -> str:
     return f"unnest({params}) AS {alias}({', '.join(columns)})"
 
 
+def _unnested(columns: Sequence[str], first: int) -> str:
+    """``unnest($first::text::<type>[]) AS column, ..``: the rows of the arrays, unnested in a target list."""
+    return ", ".join(f"unnest(${first + i}::text::{_type(c)}[]) AS {c}" for i, c in enumerate(columns))
+
+
 def _build_write() -> str:
     n = 5  # $1..$3: the shards' arrays (shard, after_seq, last_seq), $4: how many
     parts = []
     for table, columns in (("trades", TRADE_COLUMNS), ("order_history", HISTORY_COLUMNS), ("orders", ORDER_COLUMNS)):
-        names = ", ".join(columns)
-        parts.append(f"INSERT INTO {table} ({names}) SELECT {names} FROM {_unnest(columns, n)}")
+        parts.append(f"INSERT INTO {table} ({', '.join(columns)}) SELECT {_unnested(columns, n)}")
         n += len(columns)
     keyed = ("symbol_id", "order_id", *UPDATED_COLUMNS)
+    assignments = ", ".join(f"{c} = u.{c}" for c in UPDATED_COLUMNS)
     parts.append(
-        f"UPDATE orders o SET {', '.join(f'{c} = u.{c}' for c in UPDATED_COLUMNS)} FROM {_unnest(keyed, n)}"
+        f"UPDATE orders o SET {assignments} FROM (SELECT {_unnested(keyed, n)}) u"
         " WHERE o.symbol_id = u.symbol_id AND o.order_id = u.order_id"
     )
     ctes = ", ".join(f"w{i} AS ({sql})" for i, sql in enumerate(parts))
@@ -171,8 +181,10 @@ async def load_orders(conn: asyncpg.Connection, keys: Iterable[OrderKey]) -> dic
 
 
 def _ints(column: Sequence[int]) -> str:
-    """An array literal of integers: PostgreSQL parses it (``array_in``) for far less than binary arrays cost here."""
-    return "{" + ",".join(map(str, column)) + "}"
+    """An array literal of integers (plain ``int``s): PostgreSQL parses it (``array_in``) for far less than binary
+    arrays cost here. ``repr`` of the tuple or list (``(1, 2, 3)``) writes it in C, at half the cost of joining
+    ``str`` of each; array_in skips the blanks. One element: its tuple's repr would end in a comma."""
+    return "{" + repr(column)[1:-1] + "}" if len(column) != 1 else f"{{{column[0]}}}"
 
 
 def _texts(column: Sequence[str]) -> str:

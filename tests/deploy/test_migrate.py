@@ -87,3 +87,35 @@ def test_badly_named_or_duplicate_files_are_refused(tmp_path):
     (tmp_path / "2-Users.sql").write_text("")
     with pytest.raises(MigrationError, match="2-Users.sql"):
         discover(tmp_path)
+
+
+def test_order_history_keeps_its_primary_key_and_nothing_else(services):
+    dsn = services.create_database("migrate")
+
+    asyncio.run(apply_migrations(dsn))
+
+    indexes = asyncio.run(
+        _fetch(dsn, "SELECT indexname, indexdef FROM pg_indexes WHERE tablename = 'order_history' ORDER BY indexname")
+    )
+    assert [i["indexname"] for i in indexes] == ["order_history_pkey"]
+    assert "(shard, seq, order_id)" in indexes[0]["indexdef"]
+
+
+def test_dropping_order_history_order_keeps_the_rows_of_a_database_at_0002(services, tmp_path):
+    # arrange: a database migrated up to 0002, with a history row
+    dsn = services.create_database("migrate")
+    for migration in discover()[:2]:
+        (tmp_path / f"{migration.label}.sql").write_text(migration.sql)
+    asyncio.run(apply_migrations(dsn, tmp_path))
+    row = "(0, 1, 1, 7, 3, 1, 1, 10000, 5, 0, 1700000000000)"
+    asyncio.run(_fetch(dsn, f"INSERT INTO order_history VALUES {row} RETURNING 1"))
+    before = asyncio.run(_fetch(dsn, "SELECT indexname FROM pg_indexes WHERE tablename = 'order_history'"))
+    # act
+    applied = asyncio.run(apply_migrations(dsn))
+    # assert
+    assert sorted(i["indexname"] for i in before) == ["order_history_order", "order_history_pkey"]
+    assert applied[0] == "0003_drop_order_history_order"
+    rows = asyncio.run(_fetch(dsn, "SELECT * FROM order_history"))
+    assert [tuple(r) for r in rows] == [(0, 1, 1, 7, 3, 1, 1, 10000, 5, 0, 1700000000000)]
+    after = asyncio.run(_fetch(dsn, "SELECT indexname FROM pg_indexes WHERE tablename = 'order_history'"))
+    assert [i["indexname"] for i in after] == ["order_history_pkey"]

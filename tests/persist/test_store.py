@@ -150,3 +150,23 @@ def test_the_stream_client_reports_error_replies_and_reconnects(services: Any) -
     first, same, again = asyncio.run(main())
     assert first == [b"OK", 2]
     assert same == again == [b"2"]
+
+
+@pytest.mark.parametrize("values", [(), (7,), [-(2**63), 2**63 - 1, 0, -5], tuple(range(1000))], ids=len)
+def test_integer_array_literals_come_back_as_the_integers(dsn: str, values: Any) -> None:
+    # arrange
+    literal = store._ints(values)  # noqa: SLF001 - the literal writer itself
+
+    # act
+    back = asyncio.run(_fetchval(dsn, "SELECT $1::text::bigint[]", literal))
+
+    # assert
+    assert back == list(values)
+
+
+async def _fetchval(dsn: str, sql: str, *args: Any) -> Any:
+    conn = await asyncpg.connect(dsn)
+    try:
+        return await conn.fetchval(sql, *args)
+    finally:
+        await conn.close()
