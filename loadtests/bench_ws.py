@@ -40,8 +40,30 @@ no subscriber. It prints CPU µs per event and per order (best of
 ``--rounds``); ``--profile`` adds a cProfile listing. The Redis round trip
 itself (one XREAD per read, about 60 µs of CPU here) is not in it.
 
+``--callgrind`` counts instructions (valgrind's callgrind, robust on a busy
+box) of the same per-entry work by phase: the XREAD replies of the
+``--feed-only`` flow are written to a file, and one valgrind run per stage
+applies them (only what runs inside ``functools.reduce`` is counted: not the
+imports nor the setup). Stages are cumulative and the same whatever the code:
+hiredis parse; the tailer (with the market's entry method a no-op); entries
+cut down to their OrderAccepted events; + DepthUpdate; + TradeEvent; every
+event (no subscriber); every event with every public stream subscribed,
+every user connected and the timers run on the orders' clock (the messages).
+Each phase is the difference to the stage before (the subscribed one to
+"all"), per entry, per event and per order.
+
+``--follow`` measures the stream follower live: a child process follows the
+shard streams of a real Redis (``Tailer.follow`` with a real market) while
+this process writes one-order entries (a shard's commit at moderate load)
+at ``--rates``, once per ``--intervals`` value (``wsfeed.read_interval_ms``)
+with a silent client connected, and once with no client (idle pacing). It
+prints the child's CPU per entry and per read (system time apart), entries
+per read, and the delay from XADD to apply (Redis entry-id clock: ms).
+
 Usage: ``python loadtests/bench_ws.py [--quick] [--duration S] [--client-procs N] [--bare-source self|redis]``
-or ``python loadtests/bench_ws.py --feed-only [--quick] [--orders N] [--batch B] [--per-read R] [--profile]``.
+or ``python loadtests/bench_ws.py --feed-only [--quick] [--orders N] [--batch B] [--per-read R] [--profile]``
+or ``python loadtests/bench_ws.py --callgrind [--quick] [--orders N]`` (valgrind; about 3 minutes quick)
+or ``python loadtests/bench_ws.py --follow [--quick] [--rates R,..] [--intervals MS,..] [--duration S]``.
 ``--quick`` (< 30 s): 1.5 s windows after 0.7 s + 1 s per 700 subscribers to connect.
 The last stdout line is one JSON object.
 """
@@ -417,6 +439,317 @@ def feed_only(args: argparse.Namespace) -> int:
     return 0
 
 
+# --- --callgrind: instructions by phase, robust on a shared box --------------------------------------------------
+
+CG_ORDERS_PER_MS = 5  # feed_entries paces its orders at about 5 000/s: the simulated clock of the timers follows it
+# Stages, cumulative: (name, event types kept in the entries (None: all), what the stage adds).
+# The types: 1 OrderAccepted, 7 DepthUpdate, 2 TradeEvent, then the rest (shards/events.py).
+CG_STAGES = (
+    ("parse", None, "hiredis parse of the XREAD replies"),
+    ("tail", None, "tailer: entries and their fields (before the walker: + decode_events)"),
+    ("accepted", (1,), "OrderAccepted: order state"),
+    ("depth", (1, 7), "DepthUpdate: levels, best bid/ask"),
+    ("trades", (1, 7, 2), "TradeEvent: last trade, 1s candle and rolls, taker and maker fills"),
+    ("all", None, "OrderExpired and the rest: orders leaving"),
+    ("subscribed", None, "every public stream subscribed, every user connected, timers: the messages"),
+)
+
+
+class _NullClient:
+    """Takes every frame and drops it (the publish cost without a socket)."""
+
+    combined = False
+    listen_key = None
+
+    def __init__(self) -> None:
+        self.streams: set[str] = set()
+        self.frames = 0
+
+    def send_frame(self, frame: bytes) -> None:
+        self.frames += 1
+
+    def send(self, data: bytes) -> None:
+        self.frames += 1
+
+
+def _cg_child(path: str, stage: str) -> None:
+    """Runs under callgrind: only what runs inside ``functools.reduce`` is counted (not imports nor setup)."""
+    import functools
+    import pickle
+
+    import hiredis
+
+    from deploy.config import load_config
+    from wsfeed import market as market_module
+
+    with open(path, "rb") as f:
+        start_ms, variants = pickle.load(f)
+    replies = variants[stage]
+    config = load_config(None)
+    tailer = _feed_tailer(config)
+    market = tailer.market
+    if stage == "tail":  # the walker (or, before it, Market.apply after decode_events) does nothing
+        name = "apply_packed" if hasattr(market, "apply_packed") else "apply"
+        setattr(market, name, lambda *args: None)
+    clock = [start_ms]
+    market_module.now_ms = lambda: clock[0]
+    subscribed = stage == "subscribed"
+    client = _NullClient()
+    if subscribed:
+        hub = market.hub
+        for st in market.symbols.values():
+            n = st.names
+            for stream in (n.trade, n.depth, n.depth100, n.book_ticker, n.ticker, *(s for _, s in n.klines)):
+                hub.subscribe(client, stream)
+        for user_id in range(1, 5):
+            hub.users[user_id] = {client: None}
+    per_reply_ms = float(os.environ.get("CG_MS_PER_REPLY", "12.8"))
+    count = [0]
+
+    def step(_: object, raw: bytes) -> None:
+        reader = hiredis.Reader()
+        reader.feed(raw)
+        found = reader.gets()
+        if stage == "parse":
+            return
+        tailer.apply_reply(found)
+        if subscribed:  # the timers, on the clock of the orders
+            n = count[0] = count[0] + 1
+            clock[0] = start_ms + int(n * per_reply_ms)
+            if n % max(1, round(100 / per_reply_ms)) == 0:
+                market.flush_depth100()
+            if n % max(1, round(250 / per_reply_ms)) == 0:
+                market.flush_klines()
+            if n % max(1, round(1000 / per_reply_ms)) == 0:
+                market.flush_tickers()
+
+    functools.reduce(step, replies if stage != "base" else [], None)
+    if tailer.bad_entries:
+        raise SystemExit(f"{tailer.bad_entries} entries could not be applied")
+    print(json.dumps({"stage": stage, "frames": client.frames}), flush=True)
+
+
+def _cg_total(out_file: Path) -> int:
+    for line in out_file.read_text().splitlines():
+        if line.startswith(("totals:", "summary:")):
+            return int(line.split()[1])
+    raise RuntimeError(f"no totals in {out_file}")
+
+
+def _cg_prepare(orders: int, batch: int, per_read: int, path: Path) -> tuple[list, int, int]:
+    """Write to ``path`` the XREAD replies of every stage (entries cut down to its event types);
+    (entries, events, reads)."""
+    import pickle
+
+    from shards.events import decode_events, encode_events
+    from shards.stream import FIELD_EVENTS
+
+    config, entries = feed_entries(orders, batch)
+    decoded = [decode_events(f[FIELD_EVENTS]) for _, _, f in entries]
+    codes = {"OrderAccepted": 1, "DepthUpdate": 7, "TradeEvent": 2}
+    variants = {}
+    for stage, kept, _ in CG_STAGES:
+        cut = entries
+        if kept is not None:
+            cut = []
+            for (shard, entry_id, fields), events in zip(entries, decoded, strict=True):
+                mine = [e for e in events if codes.get(type(e).__name__) in kept]
+                cut.append((shard, entry_id, {**fields, FIELD_EVENTS: encode_events(mine)}))
+        variants[stage] = xread_replies(cut, per_read, config.engine.shards)
+    variants["base"] = []
+    start_ms = min(e.ts for e in decoded[0])
+    path.write_bytes(pickle.dumps((start_ms, variants)))
+    return entries, sum(len(d) for d in decoded), len(variants["all"])
+
+
+def callgrind(args: argparse.Namespace) -> int:
+    """Instructions (callgrind Ir) per entry, event and order for each phase of wsfeed's per-entry work."""
+    if shutil.which("valgrind") is None:
+        raise SystemExit("--callgrind needs valgrind (apt-get install -y valgrind)")
+    orders = args.orders or (2_000 if args.quick else 8_000)
+    tmp = Path(tempfile.mkdtemp(prefix="bench-ws-cg-"))
+    rows: dict[str, dict] = {}
+    try:
+        data = tmp / "replies.pickle"
+        entries, events, reads = _cg_prepare(orders, args.batch, args.per_read, data)
+        per_reply_ms = orders / CG_ORDERS_PER_MS / reads
+        previous = 0
+        for stage, _, what in CG_STAGES:
+            out = tmp / f"cg.{stage}"
+            started = time.monotonic()
+            proc = subprocess.run(
+                ["valgrind", "--tool=callgrind", "--toggle-collect=functools_reduce", f"--callgrind-out-file={out}",
+                 sys.executable, __file__, "_cg", str(data), stage],
+                cwd=REPO, capture_output=True, text=True, env={**os.environ, "CG_MS_PER_REPLY": repr(per_reply_ms)},
+            )  # fmt: skip
+            if proc.returncode != 0:
+                raise SystemExit(f"stage {stage} failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-3000:]}")
+            total = _cg_total(out)
+            part = total - previous
+            previous = total if stage != "subscribed" else previous
+            frames = json.loads(proc.stdout.strip().splitlines()[-1])["frames"]
+            rows[stage] = {
+                "ir": total, "phase_ir": part, "phase_ir_per_entry": round(part / len(entries)),
+                "phase_ir_per_event": round(part / events), "phase_ir_per_order": round(part / orders),
+                "frames": frames,
+            }  # fmt: skip
+            print(
+                f"{stage:10s} total {total:>12,d} Ir | phase {part:>11,d} Ir = {part / len(entries):>9,.0f}/entry "
+                f"{part / events:>6,.0f}/event {part / orders:>7,.0f}/order | {what} "
+                f"({time.monotonic() - started:.0f} s{f', {frames} frames' if frames else ''})",
+                flush=True,
+            )
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    full = rows["all"]["ir"]
+    subscribed = rows["subscribed"]["ir"]
+    print(
+        f"no subscriber: {full / orders:,.0f} Ir/order, {full / events:,.0f} Ir/event; every stream subscribed: "
+        f"{subscribed / orders:,.0f} Ir/order ({orders} orders, {len(entries)} entries, {events} events; the "
+        "subscribed phase is counted from 'all')",
+        flush=True,
+    )
+    summary = {
+        "bench": "ws", "mode": "callgrind", "quick": args.quick, "orders": orders, "entries": len(entries),
+        "events": events, "orders_per_entry": args.batch, "ir_per_order_no_subscriber": round(full / orders),
+        "ir_per_order_subscribed": round(subscribed / orders), "stages": rows,
+    }  # fmt: skip
+    print(json.dumps(summary))
+    return 0
+
+
+# --- --follow: the tailer's CPU and delay on a live Redis stream at a moderate rate ------------------------------
+
+
+def _follow_child(url: str, interval_ms: int, expected: int, timeout_s: float, out: str, client: bool) -> None:
+    """Follow the shard streams (empty at start) until ``expected`` entries were applied; write CPU and delays.
+
+    ``client``: a (silent) client is connected, so the configured interval paces the reads; without one the
+    follower paces itself at ``IDLE_READ_INTERVAL_S`` (nobody to see the delay)."""
+    import resource
+
+    import redis.asyncio as aioredis
+
+    from deploy.config import build_config
+    from ingress.symbols import Catalog
+    from wsfeed.hub import Hub
+    from wsfeed.market import Market
+    from wsfeed.names import StreamNames
+    from wsfeed.tail import Tailer
+
+    use_uvloop()
+    config = build_config({"wsfeed": {"read_interval_ms": interval_ms}}, {"REDIS_URL": url})
+    delays: list[float] = []
+    reads = [0]
+
+    async def main() -> dict:
+        redis_client = aioredis.Redis.from_url(url)
+        hub = Hub()
+        if client:
+            hub.clients[_NullClient()] = None  # type: ignore[index]
+        market = Market(Catalog.from_config(config), StreamNames(s.symbol for s in config.symbols), hub)
+        tailer = Tailer(redis_client, config.engine.shards, market, config)
+        await tailer.catch_up()
+        apply_reply = tailer.apply_reply
+
+        def timed(found: list) -> bool:
+            now = time.time() * 1000
+            reads[0] += 1
+            for _, entries in found:
+                for entry_id, _ in entries:
+                    delays.append(now - int(entry_id.split(b"-")[0]))
+            return apply_reply(found)
+
+        tailer.apply_reply = timed  # type: ignore[method-assign]
+        stop = asyncio.Event()
+        task = asyncio.create_task(tailer.follow(stop))
+        Path(out + ".ready").write_text("1")
+        deadline = time.monotonic() + timeout_s
+        while not delays and time.monotonic() < deadline:
+            await asyncio.sleep(0.001)
+        before = resource.getrusage(resource.RUSAGE_SELF)
+        while tailer.entries < expected and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        after = resource.getrusage(resource.RUSAGE_SELF)
+        user, sys_ = after.ru_utime - before.ru_utime, after.ru_stime - before.ru_stime
+        stop.set()
+        task.cancel()
+        with contextlib.suppress(BaseException):
+            await task
+        await redis_client.aclose()
+        return {"entries": tailer.entries, "cpu_s": user + sys_, "sys_s": sys_, "reads": reads[0], "delays": delays}
+
+    Path(out).write_text(json.dumps(asyncio.run(main())))
+
+
+def follow_bench(args: argparse.Namespace) -> int:
+    """CPU per entry of the stream follower and the delay it adds, for read intervals at moderate entry rates."""
+    import redis
+
+    from deploy.embedded import start_redis
+    from shards.stream import stream_key
+
+    rates = [int(r) for r in args.rates.split(",")] if args.rates else ([2500] if args.quick else [1000, 2500, 5000])
+    intervals = [int(i) for i in args.intervals.split(",")] if args.intervals else [2, 0, 1, 5, 10]
+    window = args.duration or (1.5 if args.quick else 4.0)
+    longest = max(rates) * window
+    config, entries = feed_entries(int(longest) + 10, 1)  # one order per entry: a shard's commit at moderate load
+    tmp = Path(tempfile.mkdtemp(prefix="bench-ws-follow-"))
+    server = start_redis(tmp, appendfsync="everysec")
+    results: dict[str, dict] = {}
+    try:
+        client = redis.Redis.from_url(server.url)
+        keys = [stream_key(i) for i in range(config.engine.shards)]
+        for rate in rates:
+            count = int(rate * window)
+            for interval, connected in [(i, True) for i in intervals] + [(intervals[0], False)]:
+                client.delete(*keys)
+                out = str(tmp / f"follow-{rate}-{interval}-{connected}.json")
+                argv = [sys.executable, __file__, "_follow", server.url, str(interval), str(count), repr(window + 20)]
+                child = subprocess.Popen([*argv, out, str(int(connected))], cwd=REPO, stdin=subprocess.DEVNULL)
+                deadline = time.monotonic() + 30
+                while not Path(out + ".ready").exists():
+                    if child.poll() is not None or time.monotonic() > deadline:
+                        raise SystemExit(f"follower did not start (status {child.poll()})")
+                    time.sleep(0.01)
+                time.sleep(0.2)  # its first XREAD is waiting
+                start = time.monotonic()
+                for i, (shard, _, fields) in enumerate(entries[:count]):
+                    due = start + i / rate
+                    wait = due - time.monotonic()
+                    if wait > 0:
+                        time.sleep(wait)
+                    client.xadd(keys[shard], fields)
+                child.wait(timeout=window + 30)
+                data = json.loads(Path(out).read_text())
+                delays = sorted(data["delays"])
+                row = {
+                    "entries": data["entries"], "reads": data["reads"],
+                    "entries_per_read": round(data["entries"] / max(1, data["reads"]), 2),
+                    "cpu_us_per_entry": round(data["cpu_s"] / max(1, data["entries"]) * 1e6, 2),
+                    "sys_us_per_entry": round(data["sys_s"] / max(1, data["entries"]) * 1e6, 2),
+                    "cpu_us_per_read": round(data["cpu_s"] / max(1, data["reads"]) * 1e6, 1),
+                    "delay_p50_ms": round(delays[len(delays) // 2], 2) if delays else None,
+                    "delay_p99_ms": round(delays[int(len(delays) * 0.99)], 2) if delays else None,
+                }  # fmt: skip
+                name = f"{rate}/s {interval}ms" if connected else f"{rate}/s no client"
+                results[name] = row
+                pacing = f"read_interval_ms {interval:2d}" if connected else "no client (idle)   "
+                print(
+                    f"{rate:5d} entries/s, {pacing}: {row['cpu_us_per_entry']:6.2f} us CPU/entry "
+                    f"({row['sys_us_per_entry']:.2f} system), {row['cpu_us_per_read']:6.1f} us/read, "
+                    f"{row['entries_per_read']:5.2f} entries/read, delay p50 {row['delay_p50_ms']} ms "
+                    f"p99 {row['delay_p99_ms']} ms",
+                    flush=True,
+                )
+        client.close()
+    finally:
+        server.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
+    print(json.dumps({"bench": "ws", "mode": "follow", "quick": args.quick, "window_s": window, **results}))
+    return 0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true")
@@ -434,7 +767,21 @@ def main() -> int:
     parser.add_argument("--per-read", type=int, default=4, help="--feed-only: entries of each shard per XREAD")
     parser.add_argument("--rounds", type=int, default=0, help="--feed-only: repetitions, the best counts")
     parser.add_argument("--profile", action="store_true", help="--feed-only: print a cProfile listing too")
+    parser.add_argument(
+        "--follow", action="store_true", help="the follower's CPU per entry and delay per read interval, live Redis"
+    )
+    parser.add_argument("--rates", default="", help="--follow: entries/s, comma-separated (default 1000,2500,5000)")
+    parser.add_argument(
+        "--intervals", default="", help="--follow: read_interval_ms values, the first also without client (2,0,1,5,10)"
+    )
+    parser.add_argument(
+        "--callgrind", action="store_true", help="instructions per entry/event/order by phase, under valgrind"
+    )
     args = parser.parse_args()
+    if args.callgrind:
+        return callgrind(args)
+    if args.follow:
+        return follow_bench(args)
     if args.feed_only:
         return feed_only(args)
     window = args.duration or (1.5 if args.quick else 10.0)
@@ -520,6 +867,12 @@ def main() -> int:
 if __name__ == "__main__":
     if len(sys.argv) > 1 and sys.argv[1] == "_bare":
         bare_main(int(sys.argv[2]), int(sys.argv[3]), sys.argv[4] if len(sys.argv) > 4 else "")
+    elif len(sys.argv) > 1 and sys.argv[1] == "_follow":
+        _follow_child(
+            sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), float(sys.argv[5]), sys.argv[6], sys.argv[7] == "1"
+        )
+    elif len(sys.argv) > 1 and sys.argv[1] == "_cg":
+        _cg_child(sys.argv[2], sys.argv[3])
     elif len(sys.argv) > 1 and sys.argv[1] == "_client":
         client_main(sys.argv[2], int(sys.argv[3]), float(sys.argv[4]), float(sys.argv[5]), sys.argv[6])
     else:

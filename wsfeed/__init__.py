@@ -7,7 +7,9 @@ the events out to its subscribers. Modules, from the socket inwards:
 - ``server``: handshake paths, control messages, per-connection limits, listenKey upkeep;
 - ``hub``: subscriptions and the non-blocking fan-out (bounded queue per client,
   1008 ``slow consumer``);
-- ``market``: books, candles and tickers rebuilt from the events; public messages;
+- ``market``: the state rebuilt from each entry's packed events (one pass over the
+  bytes, no event objects; work nobody can observe is skipped); public messages;
+- ``candles``: kline candles and the 24 h ticker of a symbol, from its trades;
 - ``orders``: open orders' running state and ``executionReport`` texts;
 - ``tail``: catch-up and ``XREAD`` tailing of the shard streams;
 - ``xread``: the follower's own Redis connection (hand-packed ``XREAD``, hiredis replies);

@@ -1,20 +1,15 @@
 """Market state of this wsfeed process, built from the shard streams, and the public messages it makes.
 
-``Market.apply(events, live)`` takes one stream entry's events (a shard's
-group-committed batch) and updates, per symbol: the price levels (from
-``DepthUpdate``: absolute quantities, 0 removes), the best bid and ask, the
-candles of every kline interval and 24 hours of 1-minute candles for the
-ticker; and the order tracker (``wsfeed.orders``).
+``Market.apply_packed(data, live)`` takes one stream entry's packed events (a
+shard's group-committed batch, in the ``shards.events`` layout) and walks the
+bytes once, reading with narrow structs only the fields its state needs: no
+event object is built. Per symbol it updates the price levels (from depth
+updates: absolute quantities, 0 removes), the 1s candle and last trade
+(``wsfeed.candles`` does the rest of the candles and the ticker), and every
+open order's running state (``wsfeed.orders``). ``apply(events, live)`` does
+the same for event objects (tests, tools) by encoding them first.
 
-Candles: a trade updates only the current 1s candle. When a trade starts a
-new second (or a timer finds the second over) that candle is closed and
-folded into the longer intervals' candles, and those whose period ended are
-closed, in interval order: the messages are the same as if every trade had
-updated every interval (all intervals are whole seconds, aligned on second
-boundaries), at a 16th of the work per trade. A longer interval's current
-candle is its folded part plus the current second (``_current``), built only
-when a message or the ticker needs it. When ``live`` it also
-publishes, for streams someone subscribed to:
+When ``live`` it also publishes, for streams someone subscribed to:
 
 - ``<s>@trade`` per trade;
 - ``<s>@depth`` once per entry: the entry's depth updates of the symbol merged
@@ -22,36 +17,97 @@ publishes, for streams someone subscribed to:
 - ``<s>@bookTicker`` when the best bid or ask (price or quantity) changed;
 - ``executionReport`` to the owners' private connections.
 
+Work nobody can observe is not done: which of a symbol's streams have a
+subscriber is cached per symbol (``Hub.watch`` says when a stream gains its
+first or loses its last subscriber), no depth diff is merged for a stream
+nobody listens to (a client that subscribes later gets the updates of the
+entries after it: each ``U`` is the previous ``u`` + 1 from there on, on the
+sequence of the REST snapshot), and the best bid and ask are not tracked per
+update while nothing can see a change of them: no ``bookTicker`` subscriber
+and the ticker already marked changed (a change of the best only ever marks
+it; it stays marked until a ticker is sent). They are then marked stale and
+recomputed from the levels before the next update that needs them or the
+next ticker: the best is a function of the levels, so the messages are the
+same as if it had been tracked all along.
+
 Timers call ``flush_depth100`` (every 100 ms: merged updates since the last
-flush), ``flush_klines`` (every 250 ms: candles that changed, and ``x`` true
-once when a period is over) and ``flush_tickers`` (every second: the rolling
-24 h ticker of symbols that changed). Merged depth events chain: each ``U`` is
-the previous ``u`` + 1 as long as the stream has no gap, so a gap in the
-journal shows as a ``U`` jump. During catch-up (``live`` false) nothing is
-published. Never awaits and never touches Redis (``wsfeed.tail`` does).
+flush), ``flush_klines`` (every 250 ms) and ``flush_tickers`` (every second:
+the rolling 24 h ticker of symbols that changed). Merged depth events chain:
+each ``U`` is the previous ``u`` + 1 as long as the stream has no gap, so a
+gap in the journal shows as a ``U`` jump. During catch-up (``live`` false)
+nothing is published. Never awaits and never touches Redis (``wsfeed.tail``
+does).
 """
 
 from __future__ import annotations
 
+import struct
 import time
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import orjson
 
 from ingress.symbols import Catalog, SymbolRules
 from shards.book import L_QTY, O_COID, O_EXEC, O_OPEN, O_ORIG, O_PRICE, O_QUOTE, O_SIDE, O_TIF, O_TIME, O_TYPE, O_USER
-from shards.protocol import DepthUpdate, OrderAccepted, OrderAmended, OrderCanceled, OrderExpired, TradeEvent
+from shards.events import (
+    ACCEPTED_STRUCT,
+    AMENDED_STRUCT,
+    CANCELED_STRUCT,
+    DEPTH_ONE_STRUCT,
+    DEPTH_STRUCT,
+    EXPIRED_STRUCT,
+    REJECTED_STRUCT,
+    T_ACCEPTED,
+    T_AMENDED,
+    T_CANCELED,
+    T_DEPTH,
+    T_EXPIRED,
+    T_REJECTED,
+    T_TRADE,
+    TRADE_STRUCT,
+    EventCodecError,
+    encode_events,
+)
+from wsfeed import candles
+from wsfeed.candles import C_C, C_CLOSE_T, C_H, C_L, C_LAST, C_N, C_Q, C_V
 from wsfeed.hub import Hub
-from wsfeed.klines import DAY, MINUTE, SECOND, period
+from wsfeed.klines import SECOND
 from wsfeed.names import StreamNames, SymbolStreams
-from wsfeed.orders import OrderTracker
+from wsfeed.orders import (
+    CUM,
+    EXEC,
+    ORIG,
+    QUOTE_QTY,
+    RAW,
+    STP_REASONS,
+    U,
+    accepted_ts,
+    last_fill_of_quote_order,
+    order_from_book,
+    report,
+)
 
 _SELL = 2
-_ORDER_EVENTS = (OrderAccepted, OrderCanceled, OrderAmended, OrderExpired)
-# candle: [open_t, close_t, open, high, low, close, volume lots, quote units, trades, first id, last id]
-C_OPEN_T, C_CLOSE_T, C_O, C_H, C_L, C_C, C_V, C_Q, C_N, C_F, C_LAST = range(11)
+
+# Narrow views of the shards.events layouts: only the fields this module reads ("x": bytes stepped over).
+_ACCEPTED = struct.Struct("<17xIqq4x8xqqH")  # symbol_id order_id user_id qty quote_qty coid_len
+_DEPTH_ONE = struct.Struct("<17xIqIIqq")  # symbol_id depth_seq n_bids n_asks price qty
+_DEPTH = struct.Struct("<17xIqII")  # symbol_id depth_seq n_bids n_asks
+_TRADE = struct.Struct("<9xqIqqqqq16xB")  # ts symbol_id trade_id price qty maker_order_id taker_order_id taker_side
+_EXPIRED = struct.Struct("<9xqIq16xB")  # ts symbol_id order_id reason
+_CANCELED = struct.Struct("<9xqIq16x")  # ts symbol_id order_id
+_AMENDED = struct.Struct("<9xqIq8xq")  # ts symbol_id order_id new_qty
+_REJECTED_LENGTH = struct.Struct("<33xH")  # client order id length
+_U16 = struct.Struct("<H")
+for _narrow, _full in (
+    (_ACCEPTED, ACCEPTED_STRUCT), (_DEPTH_ONE, DEPTH_ONE_STRUCT), (_DEPTH, DEPTH_STRUCT), (_TRADE, TRADE_STRUCT),
+    (_EXPIRED, EXPIRED_STRUCT), (_CANCELED, CANCELED_STRUCT), (_AMENDED, AMENDED_STRUCT),
+    (_REJECTED_LENGTH, REJECTED_STRUCT),
+):  # fmt: skip
+    assert _narrow.size == _full.size, (_narrow.format, _full.format)
+_PAIRS: dict[int, struct.Struct] = {}  # number of levels -> struct of their (price, qty) pairs
 
 
 def now_ms() -> int:
@@ -60,8 +116,9 @@ def now_ms() -> int:
 
 class SymbolState:
     __slots__ = (
-        "rules", "names", "bids", "asks", "best_bid", "best_ask", "depth_seq", "pend", "pend100", "sec", "candles",
-        "kline_dirty", "minutes", "ticker_dirty", "last_price", "last_qty",
+        "rules", "names", "bids", "asks", "best_bid", "best_ask", "best_stale", "depth_seq", "pend", "pend100", "sec",
+        "candles", "kline_dirty", "minutes", "ticker_dirty", "last_price", "last_qty", "orders", "w_trade", "w_depth",
+        "w_depth100", "w_book", "quiet",
     )  # fmt: skip
 
     def __init__(self, rules: SymbolRules, names: SymbolStreams) -> None:
@@ -71,6 +128,7 @@ class SymbolState:
         self.asks: dict[int, int] = {}
         self.best_bid = (0, 0)
         self.best_ask = (0, 0)
+        self.best_stale = False  # best_bid/best_ask not kept up to date: recompute from the levels before use
         self.depth_seq = 0
         self.pend: list | None = None  # [U, u, bids, asks] of this entry (@depth)
         self.pend100: list | None = None  # same since the last 100 ms flush (@depth@100ms)
@@ -78,9 +136,13 @@ class SymbolState:
         self.candles: dict[str, list] = {}  # interval (not 1s) -> its current candle up to the last folded second
         self.kline_dirty = False  # a trade since the last flush_klines
         self.minutes: deque[list] = deque()  # closed 1m candles of the last 24 h
-        self.ticker_dirty = False
+        self.ticker_dirty = False  # a trade or a change of the best since the last ticker sent
         self.last_price = 0
         self.last_qty = 0
+        self.orders: dict[int, Any] = {}  # order id -> state (wsfeed.orders: a tuple)
+        # who listens (Market.stream_changed keeps these): @trade, @depth, @depth@100ms, @bookTicker, none of the 3
+        self.w_trade = self.w_depth = self.w_depth100 = self.w_book = False
+        self.quiet = True
 
 
 class Market:
@@ -90,89 +152,276 @@ class Market:
         self.symbols: dict[int, SymbolState] = {
             r.symbol_id: SymbolState(r, names.by_symbol[r.symbol]) for r in catalog.rules
         }
-        self.orders = OrderTracker(catalog)
+        self.by_stream: dict[str, SymbolState] = {}
+        for st in self.symbols.values():
+            n = st.names
+            for stream in (n.trade, n.depth, n.depth100, n.book_ticker):
+                self.by_stream[stream] = st
+            self._listeners(st)
+        hub.watch = self.stream_changed
         self.events_applied = 0
+        self.unknown = 0  # order events of orders accepted before the oldest entry read (skipped)
+
+    def stream_changed(self, stream: str) -> None:
+        """``stream`` gained its first subscriber or lost its last (``Hub.watch``)."""
+        st = self.by_stream.get(stream)
+        if st is not None:
+            self._listeners(st)
+
+    def _listeners(self, st: SymbolState) -> None:
+        has = self.hub.has
+        n = st.names
+        st.w_trade = has(n.trade)
+        st.w_depth = has(n.depth)
+        st.w_depth100 = has(n.depth100)
+        st.w_book = has(n.book_ticker)
+        st.quiet = not (st.w_depth or st.w_depth100 or st.w_book)
 
     # --- one stream entry ---------------------------------------------------------
 
-    def apply(self, events: list, live: bool) -> None:
+    def apply(self, events: Sequence[Any], live: bool) -> None:
+        """Apply event objects (encoded first: the same path as the stream's bytes)."""
+        self.apply_packed(encode_events(events), live)
+
+    def apply_packed(self, data: bytes, live: bool) -> None:
+        """Apply one entry's packed events; EventCodecError when the bytes are malformed (what came before the
+        bad event stays applied and published)."""
         hub = self.hub
         now = now_ms()
-        touched: list[SymbolState] = []
-        users = hub.users
         symbols = self.symbols
-        orders = self.orders
-        for i, e in enumerate(events):
-            kind = type(e)
-            if kind is OrderAccepted:  # the most frequent event: the tracker's short path
-                if e.symbol_id in symbols:
-                    report = orders.accepted(e, now, users)
-                    if report is not None and live:
-                        hub.publish_user(e.user_id, report)
-            elif kind is DepthUpdate:
-                st = symbols.get(e.symbol_id)
-                if st is not None:
-                    self._depth(st, e, live, touched)
-            elif kind is TradeEvent:
-                st = symbols.get(e.symbol_id)
-                if st is None:
-                    continue
-                self._trade(st, e, live, now)
-                for user_id, report in orders.apply(events, i, now, users):
-                    if live:
-                        hub.publish_user(user_id, report)
-            elif kind in _ORDER_EVENTS:
-                if e.symbol_id in symbols:
-                    for user_id, report in orders.apply(events, i, now, users):
+        users = hub.users
+        touched: list[SymbolState] = []
+        pos = 0
+        end = len(data)
+        count = 0
+        order: Any  # an order's state (wsfeed.orders)
+        try:
+            while pos < end:
+                kind = data[pos]
+                count += 1
+                if kind == T_ACCEPTED:  # the most frequent event
+                    sid, oid, uid, qty, quote_qty, n = _ACCEPTED.unpack_from(data, pos)
+                    stop = pos + 67 + n
+                    if stop > end:
+                        raise EventCodecError(f"client order id of {n} bytes at byte {pos} runs past the end ({end})")
+                    st = symbols.get(sid)
+                    if st is not None:
+                        order = (uid, data[pos:stop], qty, quote_qty, 0, 0)
+                        st.orders[oid] = order
+                        if live and uid in users:
+                            text = report(st.rules, oid, order, now, accepted_ts(order), "NEW", "NEW")
+                            hub.publish_user(uid, text)
+                    pos = stop
+                elif kind == T_DEPTH:
+                    if pos + 53 <= end:
+                        sid, dseq, n_bids, n_asks, price, qty = _DEPTH_ONE.unpack_from(data, pos)
+                        one = n_bids + n_asks == 1
+                    else:
+                        one = False
+                    if one:  # most depth updates: one level
+                        pos += 53
+                        st = symbols.get(sid)
+                        if st is None:
+                            continue
+                        if live and st.best_stale and (st.w_book or not st.ticker_dirty):
+                            _refresh_best(st)
+                        levels = st.bids if n_bids else st.asks
+                        if qty:
+                            levels[price] = qty
+                        else:
+                            levels.pop(price, None)
+                        st.depth_seq = dseq
                         if live:
-                            hub.publish_user(user_id, report)
-        self.events_applied += len(events)
-        for st in touched:
-            pend = st.pend
-            st.pend = None
-            if pend is not None and live:
-                hub.publish(st.names.depth, self._depth_message(st, pend, now))
+                            if st.quiet and st.ticker_dirty:  # nothing to merge, nobody to see the best change
+                                st.pend100 = None
+                                st.best_stale = True
+                            else:
+                                pair = ((price, qty),)
+                                self._live_depth(st, dseq, pair if n_bids else (), () if n_bids else pair, touched)
+                        continue
+                    sid, dseq, n_bids, n_asks = _DEPTH.unpack_from(data, pos)
+                    pos += 37
+                    size = 16 * (n_bids + n_asks)
+                    if pos + size > end:
+                        raise EventCodecError(f"depth update at byte {pos} runs past the end ({end})")
+                    flat = _pairs(n_bids + n_asks).unpack_from(data, pos)
+                    pos += size
+                    st = symbols.get(sid)
+                    if st is None:
+                        continue
+                    if live and st.best_stale and (st.w_book or not st.ticker_dirty):
+                        _refresh_best(st)
+                    pairs = tuple(zip(flat[0::2], flat[1::2], strict=True))
+                    bid_pairs, ask_pairs = pairs[:n_bids], pairs[n_bids:]
+                    levels = st.bids
+                    for price, qty in bid_pairs:
+                        if qty:
+                            levels[price] = qty
+                        else:
+                            levels.pop(price, None)
+                    levels = st.asks
+                    for price, qty in ask_pairs:
+                        if qty:
+                            levels[price] = qty
+                        else:
+                            levels.pop(price, None)
+                    st.depth_seq = dseq
+                    if live:
+                        self._live_depth(st, dseq, bid_pairs, ask_pairs, touched)
+                elif kind == T_TRADE:
+                    ts, sid, tid, price, qty, maker, taker, taker_side = _TRADE.unpack_from(data, pos)
+                    pos += 78
+                    st = symbols.get(sid)
+                    if st is None:
+                        continue
+                    st.last_price = price
+                    st.last_qty = qty
+                    st.ticker_dirty = True
+                    st.kline_dirty = True
+                    quote = price * qty
+                    sec = st.sec
+                    if sec is None or ts > sec[C_CLOSE_T]:
+                        candles.roll(st, hub, sec, ts, live, now)
+                        start = ts - ts % SECOND
+                        st.sec = [start, start + SECOND - 1, price, price, price, price, qty, quote, 1, tid, tid]
+                    else:
+                        if price > sec[C_H]:
+                            sec[C_H] = price
+                        elif price < sec[C_L]:
+                            sec[C_L] = price
+                        sec[C_C] = price
+                        sec[C_V] += qty
+                        sec[C_Q] += quote
+                        sec[C_N] += 1
+                        sec[C_LAST] = tid
+                    if live and st.w_trade:
+                        self._publish_trade(st, now, ts, tid, price, qty, taker_side)
+                    orders = st.orders
+                    order = orders.get(taker)
+                    if order is None:
+                        self.unknown += 1
+                    else:
+                        executed = order[EXEC] + qty
+                        if order[QUOTE_QTY] and not order[ORIG]:
+                            done = last_fill_of_quote_order(data, pos, sid, taker)
+                        else:
+                            done = executed >= order[ORIG]
+                        order = (order[U], order[RAW], order[ORIG], order[QUOTE_QTY], executed, order[CUM] + quote)
+                        if done:
+                            del orders[taker]
+                        else:
+                            orders[taker] = order
+                        if live and order[U] in users:
+                            status = "FILLED" if done else "PARTIALLY_FILLED"
+                            text = report(st.rules, taker, order, now, ts, "TRADE", status, qty, price, tid, False)
+                            hub.publish_user(order[U], text)
+                    order = orders.get(maker)
+                    if order is None:
+                        self.unknown += 1
+                    else:
+                        executed = order[EXEC] + qty
+                        if order[QUOTE_QTY] and not order[ORIG]:
+                            done = last_fill_of_quote_order(data, pos, sid, maker)
+                        else:
+                            done = executed >= order[ORIG]
+                        order = (order[U], order[RAW], order[ORIG], order[QUOTE_QTY], executed, order[CUM] + quote)
+                        if done:
+                            del orders[maker]
+                        else:
+                            orders[maker] = order
+                        if live and order[U] in users:
+                            status = "FILLED" if done else "PARTIALLY_FILLED"
+                            text = report(st.rules, maker, order, now, ts, "TRADE", status, qty, price, tid, True)
+                            hub.publish_user(order[U], text)
+                elif kind == T_EXPIRED:
+                    ts, sid, oid, reason = _EXPIRED.unpack_from(data, pos)
+                    pos += 46
+                    st = symbols.get(sid)
+                    if st is None:
+                        continue
+                    order = st.orders.pop(oid, None)
+                    if order is None:
+                        self.unknown += 1
+                    elif live and order[U] in users:
+                        if reason in STP_REASONS:
+                            text = report(st.rules, oid, order, now, ts, "TRADE_PREVENTION", "EXPIRED_IN_MATCH")
+                        else:
+                            text = report(st.rules, oid, order, now, ts, "EXPIRED", "EXPIRED")
+                        hub.publish_user(order[U], text)
+                elif kind == T_CANCELED:
+                    ts, sid, oid = _CANCELED.unpack_from(data, pos)
+                    pos += 45
+                    st = symbols.get(sid)
+                    if st is None:
+                        continue
+                    order = st.orders.pop(oid, None)
+                    if order is None:
+                        self.unknown += 1
+                    elif live and order[U] in users:
+                        hub.publish_user(order[U], report(st.rules, oid, order, now, ts, "CANCELED", "CANCELED"))
+                elif kind == T_AMENDED:
+                    ts, sid, oid, new_qty = _AMENDED.unpack_from(data, pos)
+                    pos += 45
+                    st = symbols.get(sid)
+                    if st is None:
+                        continue
+                    order = st.orders.get(oid)
+                    if order is None:
+                        self.unknown += 1
+                    else:
+                        u, raw, _, quote_qty, executed, cum = order
+                        order = st.orders[oid] = (u, raw, new_qty, quote_qty, executed, cum)
+                        if live and order[U] in users:
+                            status = "PARTIALLY_FILLED" if order[EXEC] else "NEW"
+                            hub.publish_user(order[U], report(st.rules, oid, order, now, ts, "REPLACED", status))
+                elif kind == T_REJECTED:  # no order on the book: nothing to follow
+                    pos += 35 + _REJECTED_LENGTH.unpack_from(data, pos)[0]
+                    pos += 2 + _U16.unpack_from(data, pos)[0]
+                    if pos > end:
+                        raise EventCodecError(f"rejection runs past the end ({end})")
+                else:
+                    raise EventCodecError(f"unknown event type {kind} at byte {pos}")
+        except struct.error as exc:
+            raise EventCodecError(f"truncated event at byte {pos} of {end}: {exc}") from None
+        finally:
+            self.events_applied += count
+            for st in touched:
+                pend = st.pend
+                st.pend = None
+                if pend is not None:
+                    hub.publish(st.names.depth, self._depth_message(st, pend, now))
 
-    def _depth(self, st: SymbolState, e: DepthUpdate, live: bool, touched: list) -> None:
-        bids, asks = st.bids, st.asks
-        for price, qty in e.bids:
-            if qty:
-                bids[price] = qty
-            else:
-                bids.pop(price, None)
-        for price, qty in e.asks:
-            if qty:
-                asks[price] = qty
-            else:
-                asks.pop(price, None)
-        st.depth_seq = e.depth_seq
-        if not live:
-            return
-        hub = self.hub
-        names = st.names
-        if hub.has(names.depth):
-            if st.pend is None:
-                st.pend = [e.depth_seq, e.depth_seq, {}, {}]
+    def _live_depth(self, st: SymbolState, depth_seq: int, bids: tuple, asks: tuple, touched: list) -> None:
+        """A live depth update (already applied to the levels): merges, then the best bid/ask and bookTicker."""
+        if st.w_depth:
+            pend = st.pend
+            if pend is None:
+                pend = st.pend = [depth_seq, depth_seq, {}, {}]
                 touched.append(st)
-            _merge(st.pend, e)
-        if hub.has(names.depth100):
-            if st.pend100 is None:
-                st.pend100 = [e.depth_seq, e.depth_seq, {}, {}]
-            _merge(st.pend100, e)
+            _merge(pend, depth_seq, bids, asks)
+        if st.w_depth100:
+            pend = st.pend100
+            if pend is None:
+                pend = st.pend100 = [depth_seq, depth_seq, {}, {}]
+            _merge(pend, depth_seq, bids, asks)
         else:  # nobody listens: a merge must never skip an update it claims to cover
             st.pend100 = None
-        bid = _best(e.bids, bids, st.best_bid, True) if e.bids else st.best_bid
-        ask = _best(e.asks, asks, st.best_ask, False) if e.asks else st.best_ask
+        if not st.w_book and st.ticker_dirty:
+            st.best_stale = True
+            return
+        # the best is current here: a stale one was recomputed before the levels changed
+        bid = _best(bids, st.bids, st.best_bid, True) if bids else st.best_bid
+        ask = _best(asks, st.asks, st.best_ask, False) if asks else st.best_ask
         if bid != st.best_bid or ask != st.best_ask:
             st.best_bid, st.best_ask = bid, ask
             st.ticker_dirty = True
-            if hub.has(names.book_ticker):
+            if st.w_book:
                 r = st.rules
-                hub.publish(
-                    names.book_ticker,
+                self.hub.publish(
+                    st.names.book_ticker,
                     orjson.dumps(
                         {
-                            "u": e.depth_seq,
+                            "u": depth_seq,
                             "s": r.symbol,
                             "b": r.price(bid[0]),
                             "B": r.qty(bid[1]),
@@ -182,9 +431,26 @@ class Market:
                     ),
                 )
 
+    def _publish_trade(self, st: SymbolState, now: int, ts: int, tid: int, price: int, qty: int, side: int) -> None:
+        r = st.rules
+        self.hub.publish(
+            st.names.trade,
+            orjson.dumps(
+                {
+                    "e": "trade",
+                    "E": now,
+                    "s": r.symbol,
+                    "t": tid,
+                    "p": r.price(price),
+                    "q": r.qty(qty),
+                    "T": ts,
+                    "m": side == _SELL,
+                }
+            ),
+        )
+
     def load_engine(self, engine: Any, symbol_ids: Iterable[int]) -> None:
         """Take books, depth sequences and open orders from an engine restored from a shard snapshot."""
-        tracker = self.orders.orders
         for sid in symbol_ids:
             st = self.symbols.get(sid)
             if st is None:
@@ -193,20 +459,18 @@ class Market:
             st.bids = {p: level[L_QTY] for p, level in book.bids.items() if level[L_QTY] > 0}
             st.asks = {p: level[L_QTY] for p, level in book.asks.items() if level[L_QTY] > 0}
             st.depth_seq = book.depth_seq
+            st.best_stale = True
             for oid, o in book.orders.items():
                 if o[O_OPEN] > 0:
-                    tracker[(sid, oid)] = [
-                        o[O_USER], o[O_COID], o[O_SIDE], o[O_TYPE], o[O_TIF], o[O_PRICE], o[O_ORIG], 0, o[O_EXEC],
-                        o[O_QUOTE], o[O_TIME],
-                    ]  # fmt: skip
+                    st.orders[oid] = order_from_book(
+                        sid, oid, o[O_USER], o[O_COID], o[O_SIDE], o[O_TYPE], o[O_TIF], o[O_PRICE], o[O_ORIG],
+                        o[O_EXEC], o[O_QUOTE], o[O_TIME],
+                    )  # fmt: skip
 
     def refresh_best(self) -> None:
         """Recompute every best bid/ask from the levels (after catch-up, where it is skipped)."""
         for st in self.symbols.values():
-            b = max(st.bids) if st.bids else 0
-            a = min(st.asks) if st.asks else 0
-            st.best_bid = (b, st.bids[b]) if b else (0, 0)
-            st.best_ask = (a, st.asks[a]) if a else (0, 0)
+            _refresh_best(st)
 
     def _depth_message(self, st: SymbolState, pend: list, now: int) -> bytes:
         r = st.rules
@@ -219,126 +483,6 @@ class Market:
                 "u": pend[1],
                 "b": [[r.price(p), r.qty(q)] for p, q in sorted(pend[2].items(), reverse=True)],
                 "a": [[r.price(p), r.qty(q)] for p, q in sorted(pend[3].items())],
-            }
-        )
-
-    def _trade(self, st: SymbolState, e: TradeEvent, live: bool, now: int) -> None:
-        price, qty, ts = e.price, e.qty, e.ts
-        st.last_price = price
-        st.last_qty = qty
-        st.ticker_dirty = True
-        st.kline_dirty = True
-        sec = st.sec
-        if sec is None or ts > sec[C_CLOSE_T]:
-            self._roll(st, sec, ts, live, now)
-            start = ts - ts % SECOND
-            tid = e.trade_id
-            st.sec = [start, start + SECOND - 1, price, price, price, price, qty, price * qty, 1, tid, tid]
-        else:
-            if price > sec[C_H]:
-                sec[C_H] = price
-            elif price < sec[C_L]:
-                sec[C_L] = price
-            sec[C_C] = price
-            sec[C_V] += qty
-            sec[C_Q] += price * qty
-            sec[C_N] += 1
-            sec[C_LAST] = e.trade_id
-        if live:
-            names = st.names
-            if self.hub.has(names.trade):
-                r = st.rules
-                self.hub.publish(
-                    names.trade,
-                    orjson.dumps(
-                        {
-                            "e": "trade",
-                            "E": now,
-                            "s": r.symbol,
-                            "t": e.trade_id,
-                            "p": r.price(price),
-                            "q": r.qty(qty),
-                            "T": ts,
-                            "m": e.taker_side == _SELL,
-                        }
-                    ),
-                )
-
-    def _roll(self, st: SymbolState, sec: list | None, ts: int, live: bool, now: int) -> None:
-        """A trade at ``ts`` starts a new second: close the 1s candle ``sec`` (None: a timer closed it), fold it
-        into the longer candles and close those whose period ends before ``ts`` (in interval order, as each
-        would close on its own)."""
-        klines = st.names.klines
-        if sec is not None:
-            self._close_candle(st, "1s", klines[0][1], sec, live, now)
-        candles = st.candles
-        for interval, stream in klines[1:]:
-            c = candles.get(interval)
-            if sec is not None:
-                if c is None:
-                    open_t, close_t = period(interval, sec[C_OPEN_T])
-                    c = candles[interval] = [open_t, close_t, *sec[C_O:]]
-                else:
-                    _fold(c, sec)
-            if c is not None and ts > c[C_CLOSE_T]:
-                self._close_candle(st, interval, stream, c, live, now)
-                del candles[interval]
-
-    def _fold_second(self, st: SymbolState, sec: list) -> None:
-        """Fold the (over) 1s candle ``sec`` into the longer candles; none closes here."""
-        candles = st.candles
-        for interval, _ in st.names.klines[1:]:
-            c = candles.get(interval)
-            if c is None:
-                open_t, close_t = period(interval, sec[C_OPEN_T])
-                candles[interval] = [open_t, close_t, *sec[C_O:]]
-            else:
-                _fold(c, sec)
-
-    def _current(self, st: SymbolState, interval: str) -> list | None:
-        """The whole current candle of ``interval``: its folded seconds and the current second."""
-        sec = st.sec
-        if interval == "1s":
-            return sec
-        c = st.candles.get(interval)
-        if sec is None:
-            return c
-        if c is None:
-            open_t, close_t = period(interval, sec[C_OPEN_T])
-            return [open_t, close_t, *sec[C_O:]]
-        c = c.copy()
-        _fold(c, sec)
-        return c
-
-    def _close_candle(self, st: SymbolState, interval: str, stream: str, c: list, live: bool, now: int) -> None:
-        if interval == "1m":
-            st.minutes.append(c)
-            while st.minutes and st.minutes[0][C_OPEN_T] < c[C_OPEN_T] - DAY:
-                st.minutes.popleft()
-        if live and self.hub.has(stream):
-            self.hub.publish(stream, self._kline_message(st, interval, c, True, now))
-
-    def _kline_message(self, st: SymbolState, interval: str, c: list, closed: bool, now: int) -> bytes:
-        r = st.rules
-        return orjson.dumps(
-            {
-                "e": "kline",
-                "E": now,
-                "s": r.symbol,
-                "k": {
-                    "t": c[C_OPEN_T],
-                    "T": c[C_CLOSE_T],
-                    "s": r.symbol,
-                    "i": interval,
-                    "o": r.price(c[C_O]),
-                    "c": r.price(c[C_C]),
-                    "h": r.price(c[C_H]),
-                    "l": r.price(c[C_L]),
-                    "v": r.qty(c[C_V]),
-                    "n": c[C_N],
-                    "x": closed,
-                    "q": r.quote(c[C_Q]),
-                },
             }
         )
 
@@ -356,91 +500,26 @@ class Market:
         now = now_ms()
         hub = self.hub
         for st in self.symbols.values():
-            sec = st.sec
-            if sec is None and not st.candles:
-                continue
-            dirty = st.kline_dirty
-            st.kline_dirty = False
-            klines = st.names.klines
-            if sec is not None:
-                if now > sec[C_CLOSE_T]:
-                    self._close_candle(st, "1s", klines[0][1], sec, True, now)
-                    self._fold_second(st, sec)
-                    st.sec = None
-                elif dirty and hub.has(klines[0][1]):
-                    hub.publish(klines[0][1], self._kline_message(st, "1s", sec, False, now))
-            candles = st.candles
-            for interval, stream in klines[1:]:
-                c = candles.get(interval)
-                if c is not None and now > c[C_CLOSE_T]:
-                    self._close_candle(st, interval, stream, c, True, now)
-                    del candles[interval]
-                elif dirty and hub.has(stream):
-                    current = self._current(st, interval)
-                    if current is not None:
-                        hub.publish(stream, self._kline_message(st, interval, current, False, now))
+            candles.flush_klines(st, hub, now)
 
     def flush_tickers(self) -> None:
         now = now_ms()
         for st in self.symbols.values():
             if st.ticker_dirty and self.hub.has(st.names.ticker):
                 st.ticker_dirty = False
-                self.hub.publish(st.names.ticker, self._ticker_message(st, now))
-
-    def _ticker_message(self, st: SymbolState, now: int) -> bytes:
-        r = st.rules
-        since = now - DAY
-        window = [c for c in st.minutes if c[C_OPEN_T] >= since - MINUTE + 1]
-        current = self._current(st, "1m")
-        if current is not None:
-            window.append(current)
-        if window:
-            first = window[0]
-            open_price = first[C_O]
-            high = max(c[C_H] for c in window)
-            low = min(c[C_L] for c in window)
-            volume = sum(c[C_V] for c in window)
-            quote = sum(c[C_Q] for c in window)
-            count = sum(c[C_N] for c in window)
-            first_id, last_id = first[C_F], window[-1][C_LAST]
-            last = window[-1][C_C]
-        else:
-            open_price = high = low = last = volume = quote = count = 0
-            first_id = last_id = -1
-        change = last - open_price
-        percent = (abs(change) * 100_000 // open_price) * (1 if change >= 0 else -1) if open_price else 0
-        return orjson.dumps(
-            {
-                "e": "24hrTicker",
-                "E": now,
-                "s": r.symbol,
-                "p": r.price(change) if change >= 0 else "-" + r.price(-change),
-                "P": _percent(percent),
-                "c": r.price(last),
-                "Q": r.qty(st.last_qty if window else 0),
-                "b": r.price(st.best_bid[0]),
-                "B": r.qty(st.best_bid[1]),
-                "a": r.price(st.best_ask[0]),
-                "A": r.qty(st.best_ask[1]),
-                "o": r.price(open_price),
-                "h": r.price(high),
-                "l": r.price(low),
-                "v": r.qty(volume),
-                "q": r.quote(quote),
-                "O": since,
-                "C": now,
-                "F": first_id,
-                "L": last_id,
-                "n": count,
-            }
-        )
+                if st.best_stale:
+                    _refresh_best(st)
+                self.hub.publish(st.names.ticker, candles.ticker_message(st, now))
 
 
-def _percent(thousandths: int) -> str:
-    """A percentage given in thousandths of a percent, with 3 decimals: -1234 -> "-1.234"."""
-    sign = "-" if thousandths < 0 else ""
-    v = abs(thousandths)
-    return f"{sign}{v // 1000}.{v % 1000:03d}"
+def _refresh_best(st: SymbolState) -> None:
+    """The best bid and ask from the levels."""
+    bids, asks = st.bids, st.asks
+    b = max(bids) if bids else 0
+    a = min(asks) if asks else 0
+    st.best_bid = (b, bids[b]) if b else (0, 0)
+    st.best_ask = (a, asks[a]) if a else (0, 0)
+    st.best_stale = False
 
 
 def _best(changes: tuple, levels: dict[int, int], best: tuple[int, int], bid: bool) -> tuple[int, int]:
@@ -463,24 +542,18 @@ def _best(changes: tuple, levels: dict[int, int], best: tuple[int, int], bid: bo
     return (p, levels[p])
 
 
-def _fold(c: list, sec: list) -> None:
-    """Add the 1s candle ``sec`` (later, same period) to the candle ``c``."""
-    if sec[C_H] > c[C_H]:
-        c[C_H] = sec[C_H]
-    if sec[C_L] < c[C_L]:
-        c[C_L] = sec[C_L]
-    c[C_C] = sec[C_C]
-    c[C_V] += sec[C_V]
-    c[C_Q] += sec[C_Q]
-    c[C_N] += sec[C_N]
-    c[C_LAST] = sec[C_LAST]
+def _pairs(levels: int) -> struct.Struct:
+    found = _PAIRS.get(levels)
+    if found is None:
+        found = _PAIRS[levels] = struct.Struct(f"<{2 * levels}q")
+    return found
 
 
-def _merge(pend: list, e: DepthUpdate) -> None:
-    pend[1] = e.depth_seq
+def _merge(pend: list, depth_seq: int, bids: tuple, asks: tuple) -> None:
+    pend[1] = depth_seq
     b = pend[2]
-    for price, qty in e.bids:
+    for price, qty in bids:
         b[price] = qty
     a = pend[3]
-    for price, qty in e.asks:
+    for price, qty in asks:
         a[price] = qty

@@ -14,17 +14,24 @@ on its own, with no consumer group: several processes read the same entries.
   each entry live (publishing). It reads on a connection of its own
   (``wsfeed.xread``: about 60 µs of CPU per read where redis-py's asyncio
   client took about 180 µs) and takes the raw reply as it is: only each
-  entry's ``e`` field (the packed events, decoded by ``shards.events.decode_events``) is
-  used. It resumes from the last entry it applied, so
+  entry's ``e`` field (the packed events) is used, and handed as bytes to
+  ``Market.apply_packed``, which reads them without building event objects.
+  It resumes from the last entry it applied, so
   a Redis hiccup (connection lost, Redis restarted with its append-only file)
   costs clients nothing but delay; entries Redis itself lost show up to clients
   as a jump in the depth ``U``. It retries with a growing delay (at most
   ``MAX_RETRY_S``) and logs each failure once per try. Under load it reads
   at most once per ``wsfeed.read_interval_ms`` (after a read that found
   entries, it waits out the rest of the interval), so one read carries many
-  shard batches instead of paying a Redis round trip and a wake-up for each;
-  a read that finds a full chunk is followed at once, and an idle feed never
-  waits: the first entry after a quiet spell goes out as soon as it comes.
+  shard batches instead of paying a Redis round trip and a wake-up for each
+  (on this 2-core VM a read costs a few hundred µs of CPU, wake-ups
+  included: ``loadtests/bench_ws.py --follow``); a read that finds a full
+  chunk is followed at once, and an idle feed never waits: the first entry
+  after a quiet spell goes out as soon as it comes. While no client is
+  connected at all, nobody can see how late the state is: it reads at most
+  every ``IDLE_READ_INTERVAL_S`` instead, and a client that connects ends that
+  wait at once (``Hub.wait_for_client``), so its first messages are no later
+  than with the configured interval.
 
 An entry that cannot be decoded or applied is logged and skipped (its depth
 gap becomes visible to clients as a ``U`` jump) rather than crash-looping the
@@ -35,6 +42,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sys
 import time
 from collections.abc import Callable
 from typing import Any
@@ -43,7 +51,7 @@ from redis.exceptions import RedisError
 
 from deploy.config import Config
 from shards.engine import Engine
-from shards.events import EventCodecError, decode_events
+from shards.events import EventCodecError, decode_events, encode_events
 from shards.recovery import read_snapshot, snapshot_path
 from shards.stream import FIELD_EVENTS, stream_key
 from wsfeed.market import Market
@@ -54,6 +62,7 @@ log = logging.getLogger("wsfeed.tail")
 CHUNK = 1000  # entries per XRANGE / XREAD
 BLOCK_MS = 1000
 MAX_RETRY_S = 2.0
+IDLE_READ_INTERVAL_S = 0.05  # with no client connected (a connection ends the wait at once)
 
 
 class Tailer:
@@ -75,19 +84,26 @@ class Tailer:
         try:
             if packed is None:
                 raise EventCodecError(f"entry has no {FIELD_EVENTS!r} field")
-            events = decode_events(packed)
             skip = self.skip_seq[key]
-            if skip and events and events[0].seq <= skip:
-                events = [e for e in events if e.seq > skip]
+            if skip:
+                packed = self._after_snapshot(key, packed, skip)
+            self.market.apply_packed(packed, live)
         except EventCodecError as exc:
             self.bad_entries += 1
             log.error("undecodable entry %s %r skipped: %s", key, entry_id, exc)
-            return
-        try:
-            self.market.apply(events, live)
         except Exception:  # a bug must not crash-loop the process on the same entry at every restart
             self.bad_entries += 1
             log.exception("entry %s %r could not be applied; skipped", key, entry_id)
+
+    def _after_snapshot(self, key: str, packed: bytes, skip: int) -> bytes:
+        """The events of ``packed`` after the snapshot's last sequence number ``skip`` (the stream's first entries
+        may overlap the snapshot); once an entry starts after it, so do all later ones: stop looking."""
+        events = decode_events(packed)
+        if events and events[0].seq <= skip:
+            return encode_events([e for e in events if e.seq > skip])
+        if events:
+            self.skip_seq[key] = 0
+        return packed
 
     async def catch_up(self) -> int:
         """Apply every entry present now, silently; returns how many."""
@@ -145,6 +161,7 @@ class Tailer:
         interval = self.read_interval_s
         conn = XReadConnection.like(self.redis)
         last = self.last
+        hub = getattr(self.market, "hub", None)
         try:
             while not stop.is_set():
                 try:
@@ -163,7 +180,13 @@ class Tailer:
                 full = self.apply_reply(found)
                 if self.on_entry is not None:
                     self.on_entry()
-                if not full and interval:
+                if full:
+                    continue
+                if hub is not None and not hub.clients:  # nobody to see how late: read seldom, until one connects
+                    wait = read_at + IDLE_READ_INTERVAL_S - time.monotonic()
+                    if wait > 0:
+                        await hub.wait_for_client(wait)
+                elif interval:
                     wait = read_at + interval - time.monotonic()
                     if wait > 0:
                         await asyncio.sleep(wait)
@@ -173,14 +196,37 @@ class Tailer:
     def apply_reply(self, found: list) -> bool:
         """Apply live every entry of a raw XREAD reply (``wsfeed.xread``); True when a stream filled its chunk."""
         full = False
-        apply = self._apply
+        apply_packed = self.market.apply_packed
         for key, entries in found:
             name = key.decode() if isinstance(key, bytes) else key
             if len(entries) >= CHUNK:
                 full = True
+            if self.skip_seq[name]:
+                for entry_id, fields in entries:
+                    self._apply(name, entry_id, _events_field(fields), True)
+                continue
             for entry_id, fields in entries:
-                apply(name, entry_id, _events_field(fields), True)
+                # the shard writes "f l e [r]": the events are the third value
+                packed = fields[5] if len(fields) > 5 and fields[4] == FIELD_EVENTS else _events_field(fields)
+                try:
+                    if packed is None:
+                        raise EventCodecError(f"entry has no {FIELD_EVENTS!r} field")
+                    apply_packed(packed, True)
+                except Exception:
+                    self._apply_failed(name, entry_id)
+            if entries:
+                self.last[name] = entries[-1][0]
+                self.entries += len(entries)
         return full
+
+    def _apply_failed(self, key: str, entry_id: bytes) -> None:
+        """Log an entry that raised (the exception being handled) and count it; it is skipped."""
+        exc = sys.exc_info()[1]
+        self.bad_entries += 1
+        if isinstance(exc, EventCodecError):
+            log.error("undecodable entry %s %r skipped: %s", key, entry_id, exc)
+        else:  # a bug must not crash-loop the process on the same entry at every restart
+            log.exception("entry %s %r could not be applied; skipped", key, entry_id)
 
 
 def _events_field(fields: list | None) -> bytes | None:
