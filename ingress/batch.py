@@ -8,17 +8,25 @@ orders spends its time here, not in HTTP, so every step per order counts.
   (symbol, side, type, timeInForce, quantity, price), whose every value is a
   string this worker has already seen valid (the symbol's name, a side, a
   time in force, and a price and quantity found in the symbol's memo tables of
-  validated texts, ``SymbolRules.ticks_of`` / ``lots_of``), becomes its
-  ``NewOrder`` through dict lookups alone. Any other order, or any lookup that
-  misses, goes through ``inputs.check_allowed`` and ``params.new_order`` as a
-  single order does, which then names what is wrong with it. Both ways give the
-  same command: the lookups only hit for values ``params.new_order`` accepted
-  and converted to the same integers.
-- The answer: each ``OrderResult`` of a FULL order becomes its dict in one
-  expression (``views.full`` unrolled); other response types, rejects and
-  engine failures use ``views`` and ``errors`` as before. The array is
-  serialised with one ``orjson.dumps``, so the bytes are those of
-  ``orjson.dumps([views.new_order(...) or {"code", "msg"}, ...])``.
+  validated texts, ``SymbolRules.ticks_of`` / ``lots_of``), becomes its wire
+  body (``wire.pack_new_order``) through dict lookups alone, with a generated
+  client order id. Any other order, or any lookup that misses, goes through
+  ``inputs.check_allowed`` and ``params.new_order`` as a single order does,
+  which then names what is wrong with it. Both ways give the same command:
+  the lookups only hit for values ``params.new_order`` accepted and converted
+  to the same integers.
+- Placing: each shard's bodies go to ``EngineClient.call_orders``, which
+  answers each NewOrders record it sent with the shard's raw Results record.
+- The answer: each Results item (``wire.results_items``: flat tuples, no
+  protocol objects) of a FULL order becomes its JSON text in one f-string,
+  fields in the order and with the texts of ``views.full``; other response
+  types, rejects and engine failures use ``views`` and ``errors`` and
+  ``orjson`` as before. The array is the texts joined, so the bytes are those
+  of ``orjson.dumps([views.new_order(...) or {"code", "msg"}, ...])``
+  (``tests/ingress/test_batch.py`` compares them). JSON escaping: the symbol
+  and quote asset are written by ``orjson`` once per catalog; a client order
+  id that is not purely alphanumeric goes through ``orjson``; every other
+  string written here is a decimal or an enum name, which JSON never escapes.
 
 This module does no I/O of its own (the engine seam does) and never logs.
 """
@@ -33,12 +41,13 @@ import orjson
 
 from ingress import params as p
 from ingress import views
-from ingress.dispatch import EngineBusy, EngineClient
+from ingress.dispatch import EngineBusy, EngineClient, EngineTimeout
 from ingress.errors import ApiError, Malformed, error_of_exception, rejected_error
 from ingress.inputs import check_allowed
 from ingress.resources.base import unexpected
-from ingress.symbols import Catalog, SymbolRules
-from shards.protocol import NewOrder, OrderResult, Rejected
+from ingress.symbols import Catalog, SymbolRules, remember
+from shards import wire
+from shards.protocol import Fill, OrderView, Rejected
 
 _PLAIN_LIMIT = itemgetter("symbol", "side", "type", "timeInForce", "quantity", "price")
 _PLAIN_FIELDS = 6
@@ -52,21 +61,39 @@ _TIF = views.TIF_NAMES
 _TYPE = views.TYPE_NAMES
 _SIDE = views.SIDE_NAMES
 _STP = views.STP_NAMES
+_K_ORDER = wire.K_ORDER
+_pack = wire.pack_new_order
 
 
-def _error(ex: ApiError) -> dict[str, Any]:
-    return {"code": ex.code, "msg": ex.msg}
+class Plan:
+    """A validated batch: the answer texts known so far, and what goes to each shard.
+
+    ``out[i]``: the JSON text answering order i (its error when it failed validation, else None until
+    ``render``); ``positions[s]`` / ``bodies[s]``: the positions and wire bodies of shard s's orders,
+    in batch order; ``resp_types``: position -> newOrderRespType for the orders not answered FULL.
+    """
+
+    __slots__ = ("out", "positions", "bodies", "resp_types")
+
+    def __init__(self, n: int, shards: int) -> None:
+        self.out: list[str | None] = [None] * n
+        self.positions: list[list[int]] = [[] for _ in range(shards)]
+        self.bodies: list[list[bytes]] = [[] for _ in range(shards)]
+        self.resp_types: dict[int, str] = {}
 
 
-def validate(
-    catalog: Catalog, orders: Sequence[Any], user_id: int
-) -> tuple[list[Any], list[tuple[int, NewOrder]], list[tuple[int, SymbolRules, str]]]:
-    """(answers with each invalid order's error filled in, engine items, (position, rules, respType) per item)."""
-    out: list[Any] = [None] * len(orders)
-    items: list[tuple[int, NewOrder]] = []
-    sent: list[tuple[int, SymbolRules, str]] = []
+def _error(ex: ApiError) -> str:
+    return orjson.dumps({"code": ex.code, "msg": ex.msg}).decode()
+
+
+def validate(catalog: Catalog, orders: Sequence[Any], user_id: int) -> Plan:
+    """Check every order as a single order would be checked; each valid one is packed for its shard."""
+    plan = Plan(len(orders), catalog.shard_count)
+    out = plan.out
+    positions = plan.positions
+    bodies = plan.bodies
     by_name = catalog.by_name
-    coids = p.CLIENT_ORDER_IDS.ids
+    coids = p.CLIENT_ORDER_IDS.ids_bytes
     allowed = p.ORDER_PARAMS
     for i, item in enumerate(orders):
         if type(item) is dict and len(item) == _PLAIN_FIELDS:
@@ -78,11 +105,12 @@ def validate(
                     tif_code = _TIFS[tif]
                     ticks = rules.ticks_of[price]
                     lots = rules.lots_of[qty]
-                    fields = (rules.symbol_id, user_id, next(coids), side_code, _LIMIT, tif_code, ticks, lots, 0,
-                              _EXPIRE_MAKER, 0)  # fmt: skip
-                    cmd = _new(NewOrder, fields)
-                    items.append((rules.shard, cmd))
-                    sent.append((i, rules, "FULL"))
+                    body = _pack(
+                        rules.symbol_id, user_id, next(coids), side_code, _LIMIT, tif_code, ticks, lots, 0,
+                        _EXPIRE_MAKER, 0,
+                    )  # fmt: skip
+                    positions[rules.shard].append(i)
+                    bodies[rules.shard].append(body)
                     continue
             except (KeyError, TypeError):  # a name or value not plainly valid (or unhashable): the full checks
                 pass
@@ -95,72 +123,161 @@ def validate(
         except ApiError as ex:
             out[i] = _error(ex)
             continue
-        items.append((rules.shard, cmd))
-        sent.append((i, rules, resp_type))
-    return out, items, sent
+        positions[rules.shard].append(i)
+        bodies[rules.shard].append(wire.new_order_body(cmd))
+        if resp_type != "FULL":
+            plan.resp_types[i] = resp_type
+    return plan
 
 
-def fill_answers(out: list[Any], sent: Sequence[tuple[int, SymbolRules, str]], results: Sequence[object]) -> bool:
-    """Put each placed order's view or error at its position in ``out``; True when one was EngineBusy."""
+def _other_view(rules: SymbolRules, v: tuple, resp_type: str) -> str:
+    """The ACK or RESULT answer of a Results order item, through ``views``."""
+    o = _new(OrderView, (v[1], v[2], v[3].decode(), *v[4:18]))
+    fills = tuple([_new(Fill, f) for f in v[19]]) if v[18] else ()
+    return orjson.dumps(views.new_order(rules, o, fills, resp_type)).decode()
+
+
+def _fills(rules: SymbolRules, asset: str, fills: tuple) -> str:
+    price = rules.price
+    qty = rules.qty
+    return (
+        "["
+        + ",".join(
+            [
+                f'{{"price":"{price(f[1])}","qty":"{qty(f[2])}","commission":"0","commissionAsset":{asset},'
+                f'"tradeId":{f[0]}}}'
+                for f in fills
+            ]
+        )
+        + "]"
+    )
+
+
+def _shape(status: int, key: tuple[int, int, int, int]) -> tuple[str, str]:
+    """The constant texts around ``workingTime`` for (status, (side, type, tif, stp)), remembered in ``_SHAPES``."""
+    side, order_type, tif, stp = key
+    texts = (
+        f'","status":"{_STATUS[status]}","timeInForce":"{_TIF[tif]}","type":"{_TYPE[order_type]}",'
+        f'"side":"{_SIDE[side]}","workingTime":',
+        f',"selfTradePreventionMode":"{_STP[stp]}","fills":',
+    )
+    _SHAPES.setdefault(status, {})[key] = texts
+    return texts
+
+
+# status -> (side, type, tif, stp) -> the texts of those enums (at most 7 x 72 entries: the enums are closed)
+_SHAPES: dict[int, dict[tuple[int, int, int, int], tuple[str, str]]] = {}
+_NO_SHAPES: dict[tuple[int, int, int, int], tuple[str, str]] = {}
+
+
+def _numbers(rules: SymbolRules, memo: dict[Any, str], key: tuple[int, int, int, int]) -> str:
+    """The texts of (price, origQty, executedQty, cummulativeQuoteQty), remembered in the symbol's memo table."""
+    price, orig_qty, executed, cum_quote = key
+    text = (
+        f'"price":"{rules.price(price)}","origQty":"{rules.qty(orig_qty)}","executedQty":"{rules.qty(executed)}",'
+        f'"cummulativeQuoteQty":"{rules.quote(cum_quote) if cum_quote else rules.zero_quote}'
+    )
+    remember(memo, key, text)
+    return text
+
+
+def _render_items(catalog: Catalog, plan: Plan, part: Sequence[int], items: list[tuple]) -> None:
+    """Write the answer text of each Results item at its order's position (``views.full`` as text)."""
+    out = plan.out
+    special = plan.resp_types
+    parts = catalog.text_parts
+    shapes = _SHAPES
+    last_time = None  # a shard stamps a whole batch with one time: its texts are written once
+    time_text = time_field = ""
+    for i, v in zip(part, items, strict=True):
+        if v[0] != _K_ORDER:  # (K_REJECTED, code, message)
+            out[i] = _error(rejected_error(Rejected(v[1], v[2])))
+            continue
+        head, asset, memo, rules = parts[v[1]]
+        if special and i in special:
+            out[i] = _other_view(rules, v, special[i])
+            continue
+        coid = v[3]  # generated ids are alphanumeric; a client's may hold . _ - (or be empty): orjson writes it
+        coid = coid.decode() if coid.isalnum() else orjson.dumps(coid.decode()).decode()[1:-1]
+        key = v[9:13]  # price, orig qty, executed qty, cum quote
+        numbers = memo.get(key) or _numbers(rules, memo, key)
+        status = v[14]
+        key = v[5:9]  # side, type, tif, stp
+        texts = shapes.get(status, _NO_SHAPES).get(key)
+        middle, stp = texts if texts is not None else _shape(status, key)
+        if v[15] != last_time:
+            last_time = v[15]
+            time_text = str(last_time)
+            time_field = f'","transactTime":{time_text},'
+        working = v[17]
+        out[i] = (
+            f'{head}{v[2]},"orderListId":-1,"clientOrderId":"{coid}{time_field}{numbers}{middle}'
+            f"{time_text if working == last_time else working}{stp}{_fills(rules, asset, v[19]) if v[18] else '[]'}}}"
+        )
+
+
+def full_text(catalog: Catalog, o: OrderView, fills: tuple) -> str:
+    """``orjson.dumps(views.full(rules, o, fills))`` as text, written as ``_render_items`` writes a batch's
+    (the single-order fast lane answers FULL with it)."""
+    head, asset, memo, rules = catalog.text_parts[o[0]]
+    coid = o[2]
+    if not coid.isalnum():
+        coid = orjson.dumps(coid).decode()[1:-1]
+    key = o[8:12]  # price, orig qty, executed qty, cum quote
+    numbers = memo.get(key) or _numbers(rules, memo, key)
+    key = o[4:8]  # side, type, tif, stp
+    texts = _SHAPES.get(o[13], _NO_SHAPES).get(key)
+    middle, stp = texts if texts is not None else _shape(o[13], key)
+    return (
+        f'{head}{o[1]},"orderListId":-1,"clientOrderId":"{coid}","transactTime":{o[14]},{numbers}{middle}'
+        f"{o[16]}{stp}{_fills(rules, asset, fills) if fills else '[]'}}}"
+    )
+
+
+def render(catalog: Catalog, plan: Plan, answers: Sequence[Sequence[tuple[int, object]]]) -> bool:
+    """Fill ``plan.out`` from each shard's answers (``EngineClient.call_orders``); True when one was EngineBusy."""
     busy = False
-    for (i, rules, resp_type), res in zip(sent, results, strict=True):
-        if type(res) is OrderResult:
-            o, fills = res
-            if resp_type != "FULL":
-                out[i] = views.new_order(rules, o, fills, resp_type)
-                continue
-            (_, order_id, coid, _, side, order_type, tif, stp, price, orig_qty, executed, cum_quote, _, status, time, _,
-             working) = o  # fmt: skip
-            qty_texts = rules.qty_texts  # the memo tables of rules.price / rules.qty, read inline
-            if fills:
-                asset = rules.quote_asset
-                price_of = rules.price
-                qty_of = rules.qty
-                fill_list = [
-                    {
-                        "price": price_of(f[1]),
-                        "qty": qty_of(f[2]),
-                        "commission": "0",
-                        "commissionAsset": asset,
-                        "tradeId": f[0],
-                    }
-                    for f in fills
-                ]
+    out = plan.out
+    for positions, shard_answers in zip(plan.positions, answers, strict=True):
+        start = 0
+        for count, answer in shard_answers:
+            part = positions[start : start + count]
+            start += count
+            if type(answer) is bytes:
+                try:
+                    _, items = wire.results_items(answer)
+                except wire.WireError as exc:
+                    answer = EngineTimeout(f"malformed Results answer: {exc}")
+                else:
+                    if len(items) == count:
+                        _render_items(catalog, plan, part, items)
+                        continue
+                    answer = EngineTimeout(f"shard answered {len(items)} results to {count} orders")
+            if isinstance(answer, Exception):
+                busy = busy or type(answer) is EngineBusy
+                text = _error(error_of_exception(answer))
             else:
-                fill_list = []
-            out[i] = {
-                "symbol": rules.symbol,
-                "orderId": order_id,
-                "orderListId": -1,
-                "clientOrderId": coid,
-                "transactTime": time,
-                "price": rules.price_texts.get(price) or rules.price(price),
-                "origQty": qty_texts.get(orig_qty) or rules.qty(orig_qty),
-                "executedQty": qty_texts.get(executed) or rules.qty(executed),
-                "cummulativeQuoteQty": rules.quote(cum_quote) if cum_quote else rules.zero_quote,
-                "status": _STATUS[status],
-                "timeInForce": _TIF[tif],
-                "type": _TYPE[order_type],
-                "side": _SIDE[side],
-                "workingTime": working,
-                "selfTradePreventionMode": _STP[stp],
-                "fills": fill_list,
-            }
-        elif type(res) is Rejected:
-            out[i] = _error(rejected_error(res))
-        elif isinstance(res, Exception):
-            busy = busy or type(res) is EngineBusy
-            out[i] = _error(error_of_exception(res))
-        else:
-            out[i] = _error(unexpected(res))
+                text = _error(unexpected(answer))
+            for i in part:
+                out[i] = text
     return busy
+
+
+def answer_bytes(plan: Plan) -> bytes:
+    """The JSON array of every order's answer text (call it once: it brackets the first and last texts)."""
+    out: list[Any] = plan.out
+    if not out:
+        return b"[]"
+    out[0] = "[" + out[0]  # a short copy each, instead of one more copy of the whole answer
+    out[-1] += "]"
+    return ",".join(out).encode()
 
 
 async def place(engine: EngineClient, catalog: Catalog, orders: Sequence[Any], user_id: int) -> tuple[bytes, bool]:
     """(the JSON array answering ``orders``, True when some order met a full ring: answer ``Retry-After``)."""
-    out, items, sent = validate(catalog, orders, user_id)
+    plan = validate(catalog, orders, user_id)
     busy = False
-    if items:
-        results = await engine.call_batch(items)
-        busy = fill_answers(out, sent, results)
-    return orjson.dumps(out), busy
+    if any(plan.bodies):
+        answers = await engine.call_orders(plan.bodies)
+        busy = render(catalog, plan, answers)
+    return answer_bytes(plan), busy

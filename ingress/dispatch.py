@@ -43,6 +43,17 @@ class EngineClient(Protocol):
         """
         ...
 
+    async def call_orders(self, bodies: Sequence[Sequence[bytes]]) -> list[list[tuple[int, object]]]:
+        """Send the new orders of one request: ``bodies[shard]`` holds that shard's orders in order,
+        each packed by ``shards.wire.pack_new_order`` / ``new_order_body`` (empty: none for it).
+
+        Returns, per shard, one ``(order count, answer)`` per NewOrders record the orders
+        travelled in, in order: the shard's raw Results record (bytes, read it with
+        ``shards.wire.results_items``), or an EngineBusy / EngineTimeout instance for all
+        the orders of that record.
+        """
+        ...
+
     async def ping(self, shard: int) -> bool:
         """True when ``shard`` answers a ping within a short time."""
         ...

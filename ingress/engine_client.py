@@ -16,11 +16,14 @@ A call::
     sweeper: a request older than answer_timeout_ms -> EngineTimeout (entry removed)
     caller cancelled (client gone) -> entry removed at once
 
-A batch (``call_batch``, the REST ``batchOrders``) sends each shard's new orders
-as ``NewOrders`` records, as many orders per record as the ring's max_record
-allows (100 orders are one record of ~8.5 kB): one ring write, one doorbell, one
-pending entry and one ``Results`` answer per shard and request, instead of one
-of each per order.
+A batch (``call_orders``, the REST ``batchOrders``; ``call_batch`` for a list of
+commands) sends each shard's new orders as ``NewOrders`` records, as many orders
+per record as the ring's max_record allows (100 orders are one record of ~8.5 kB):
+one ring write, one doorbell, one pending entry and one ``Results`` answer per
+shard and request, instead of one of each per order. The reader hands a
+``Results`` record to its caller undecoded: ``call_orders`` returns it as it
+came (the REST batch renders it straight from the bytes), ``call_batch``
+decodes it.
 
 Request ids are unique per process life (``first_request_id``), so answers left in
 the ring for a previous life of this worker are dropped as late, never mistaken.
@@ -53,15 +56,19 @@ from ringbuf.doorbell import AsyncConsumer, Doorbell, Producer
 from ringbuf.ring import Ring
 from shards.protocol import NewOrder, Result
 from shards.wire import (
+    ANSWER_HEAD_SIZE,
+    K_RESULTS,
     AnswerAssembler,
     Ping,
     Pong,
     Results,
+    WireError,
     decode_answer,
     encode_command,
     encode_commands,
     encode_new_orders,
     new_orders_per_record,
+    new_orders_record,
 )
 
 log = logging.getLogger("ingress.engine_client")
@@ -190,10 +197,79 @@ class RingEngineClient:
         fut = self._loop.create_future()  # type: ignore[union-attr]
         self._pending[rid] = fut
         try:
-            return await fut
+            res = await fut
         except asyncio.CancelledError:
             self._pending.pop(rid, None)
             raise
+        if type(res) is bytes:  # a Results record (the answer to a NewOrders command)
+            res = self._decode_results(res)
+            if isinstance(res, Exception):
+                raise res
+        return res
+
+    def _decode_results(self, record: bytes) -> Result | Exception:
+        """The ``Results`` of a raw Results record, or EngineTimeout (logged) when it is malformed."""
+        try:
+            return decode_answer(record)[1]
+        except WireError as exc:
+            self.bad_answers += 1
+            log.error("event=bad_answer worker=%d size=%d error=%r", self.worker_index, len(record), exc)
+            return EngineTimeout(f"malformed answer from the shard ({exc}); status unknown")
+
+    async def call_orders(self, bodies: Sequence[Sequence[bytes]]) -> list[list[tuple[int, object]]]:
+        """Send packed new orders per shard; per shard, ``(order count, raw Results record or exception)``
+        for each NewOrders record (``ingress.dispatch.EngineClient.call_orders``).
+
+        As in ``call_batch``: a record that does not fit the ring leaves its orders and every later
+        one of that shard as EngineBusy (nothing of them sent); the last record of a shard is awaited first.
+        """
+        if self._broken is not None:
+            return [[(len(orders), EngineTimeout(self._broken))] if orders else [] for orders in bodies]
+        out: list[list[tuple[int, object]]] = []
+        pending = self._pending
+        create_future = self._loop.create_future  # type: ignore[union-attr]
+        rid = self._next_rid
+        waiting: list[tuple[list[tuple[int, object]], int, int]] = []  # (shard answers, index, request id)
+        for shard, orders in enumerate(bodies):
+            answers: list[tuple[int, object]] = []
+            out.append(answers)
+            if not orders:
+                continue
+            per = self._orders_per_record[shard]
+            chunks = [orders[k : k + per] for k in range(0, len(orders), per)] if len(orders) > per else [orders]
+            records = [new_orders_record(rid + j, chunk) for j, chunk in enumerate(chunks)]
+            sent = self._command_rings[shard].write_batch(records)
+            for k in range(sent):
+                fut = create_future()
+                pending[rid + k] = fut
+                waiting.append((answers, k, rid + k))
+                answers.append((len(chunks[k]), fut))
+            if sent:
+                rid += sent
+                self.sent += sent
+                self._written[shard] = True
+            for chunk in chunks[sent:]:
+                self.busy += len(chunk)
+                answers.append((len(chunk), EngineBusy(f"command ring of shard {shard} is full")))
+        self._next_rid = rid
+        if waiting and not self._bell_scheduled:
+            self._bell_scheduled = True
+            self._loop.call_soon(self._ring_bells)  # type: ignore[union-attr]
+        try:
+            for answers, k, _ in reversed(waiting):  # the last first: usually the others are done then
+                count, fut = answers[k]
+                if not fut.done():  # type: ignore[union-attr]
+                    try:
+                        await fut  # type: ignore[misc]
+                    except EngineTimeout:
+                        pass
+                exc = fut.exception()  # type: ignore[union-attr]
+                answers[k] = (count, exc if exc is not None else fut.result())  # type: ignore[union-attr]
+        except asyncio.CancelledError:
+            for _, _, request_id in waiting:
+                pending.pop(request_id, None)
+            raise
+        return out
 
     async def call_batch(self, items: Sequence[tuple[int, object]]) -> list[Result | Exception]:
         """Send several commands, each shard's in item order with one ring publish; one entry per item.
@@ -261,6 +337,8 @@ class RingEngineClient:
                             pass
                     exc = fut.exception()
                     res: object = exc if exc is not None else fut.result()
+                    if type(res) is bytes:
+                        res = self._decode_results(res)
                     if batched and type(res) is Results:
                         answers = res[0]  # type: ignore[index]
                         if len(answers) == len(part):
@@ -330,7 +408,11 @@ class RingEngineClient:
                     record = self._assembler.feed(record)  # type: ignore[assignment]
                     if record is None:
                         continue
-                rid, result = decode_answer(record)
+                if record[0] == K_RESULTS and len(record) >= ANSWER_HEAD_SIZE:  # its caller reads it
+                    rid = int.from_bytes(record[1:ANSWER_HEAD_SIZE], "little")
+                    result = record if type(record) is bytes else bytes(record)
+                else:
+                    rid, result = decode_answer(record)
             except Exception as exc:  # noqa: BLE001 - one bad record must not stop the reader
                 self.bad_answers += 1
                 log.error("event=bad_answer worker=%d size=%d error=%r", self.worker_index, len(record), exc)

@@ -10,7 +10,9 @@ body (no Content-Length other than 0, no Transfer-Encoding), at most one
 ``X-MBX-APIKEY`` header and a UTF-8 query string. Anything else returns False
 before touching the request, and falcon serves it as before. Every error is
 answered exactly as ``ingress/errors.py`` maps it for falcon (status, code,
-message, ``Retry-After``). Answers go out through ``ingress/reply.py``: the
+message, ``Retry-After``). A FULL answer is written as text by
+``ingress.batch.full_text`` (the bytes of ``views.full``, without its dict and
+``orjson``). Answers go out through ``ingress/reply.py``: the
 same bytes in one socket write instead of two when uvicorn's httptools
 protocol serves the request. A key the user cache knows is checked without
 a coroutine (``Authenticator.check``). This module never logs except for
@@ -27,6 +29,7 @@ from falcon.util.uri import parse_query_string
 
 from ingress import params as p
 from ingress import views
+from ingress.batch import full_text
 from ingress.dispatch import EngineBusy, EngineTimeout
 from ingress.errors import BUSY_MSG, JSON, TIMEOUT_MSG, ApiError, rejected_error, unexpected_exception
 from ingress.inputs import NO_BODY, Inputs, check_allowed, check_no_duplicates
@@ -85,7 +88,10 @@ class FastOrderPost:
             res = await ctx.engine.call(rules.shard, cmd)
             if type(res) is not OrderResult:
                 raise rejected_error(res) if type(res) is Rejected else unexpected(res)
-            body = orjson.dumps(views.new_order(rules, res.order, res.fills, resp_type))
+            if resp_type == "FULL":
+                body = full_text(ctx.catalog, res.order, res.fills).encode()
+            else:
+                body = orjson.dumps(views.new_order(rules, res.order, res.fills, resp_type))
         except ApiError as ex:
             await self._error(send, ex.http_status, ex.code, ex.msg, ex.headers)
             return True

@@ -273,7 +273,8 @@ class ClientOrderIds:
     """Generated client order ids: a random per-process base62 prefix and a hex counter (<= 26 chars).
 
     ``next()`` draws one; ``ids`` is the same stream as a C-level iterator (``next(ids)``, no Python
-    frame per id) for loops that draw many. Read ``ids`` afresh per use: a fork reseeds it.
+    frame per id) for loops that draw many, and ``ids_bytes`` the same ids as ASCII bytes (for the
+    wire), drawn from the same counter. Read them afresh per use: a fork reseeds them.
     """
 
     def __init__(self) -> None:
@@ -282,7 +283,9 @@ class ClientOrderIds:
 
     def reseed(self) -> None:
         prefix = "x" + _base62(int.from_bytes(os.urandom(6), "big")).rjust(9, "0")
-        self.ids: Iterator[str] = map((prefix + "{:x}").format, itertools.count(1))
+        counter = itertools.count(1)
+        self.ids: Iterator[str] = map((prefix + "{:x}").format, counter)
+        self.ids_bytes: Iterator[bytes] = map((prefix + "%x").encode().__mod__, counter)
 
     def next(self) -> str:
         return next(self.ids)

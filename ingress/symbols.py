@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
+import orjson
+
 
 def decimals_of(value: Decimal) -> int:
     """Number of decimals needed to write ``value`` exactly (0.010 -> 2, 10 -> 0)."""
@@ -151,6 +153,18 @@ class Catalog:
         self.rules = tuple(sorted(rules, key=lambda r: r.symbol_id))
         self.by_name: dict[str, SymbolRules] = {r.symbol: r for r in self.rules}
         self.by_id: dict[int, SymbolRules] = {r.symbol_id: r for r in self.rules}
+        self.shard_count = 1 + max((r.shard for r in self.rules), default=0)
+        # For answers written as text (ingress/batch.py), symbol id -> (the start of an order object up to its
+        # orderId value, the quote asset as a JSON string, a bounded memo table for that symbol's texts, rules).
+        self.text_parts: dict[int, tuple[str, str, dict[Any, str], SymbolRules]] = {
+            r.symbol_id: (
+                '{"symbol":' + orjson.dumps(r.symbol).decode() + ',"orderId":',
+                orjson.dumps(r.quote_asset).decode(),
+                {},
+                r,
+            )
+            for r in self.rules
+        }
 
     @classmethod
     def from_config(cls, config: Any) -> Catalog:

@@ -64,7 +64,10 @@ Answer records (matching shard -> ingress worker)::
 
 Hot path: ``encode_command`` / ``decode_command`` / ``encode_answer`` /
 ``decode_answer`` are one dict or tuple lookup plus one ``Struct`` call for the
-common records (orders without fills, rejects, pings).
+common records (orders without fills, rejects, pings). A REST batch skips the
+protocol objects on both sides of its own records: ``pack_new_order`` packs each
+order's body from its fields and ``new_orders_record`` joins them;
+``results_items`` reads a Results answer as flat tuples for a renderer.
 """
 
 from __future__ import annotations
@@ -102,6 +105,10 @@ __all__ = [
     "encode_answer",
     "encode_command",
     "encode_commands",
+    "new_order_body",
+    "new_orders_record",
+    "pack_new_order",
+    "results_items",
     "fragment_answer",
     "INTERNAL_ERROR",
     "MAX_CLIENT_ORDER_ID",
@@ -228,6 +235,28 @@ def decode_new_orders(buf: bytes | memoryview, ts: int | None = None) -> tuple[i
     except (struct.error, UnicodeDecodeError) as exc:
         raise WireError(f"malformed NewOrders record of {len(buf)} bytes: {exc}") from None
     return rid, orders
+
+
+def new_orders_record(rid: int, bodies: Sequence[bytes]) -> bytes:
+    """One NewOrders record of order bodies already packed by ``pack_new_order`` or ``new_order_body``."""
+    if len(bodies) > NEW_ORDERS_MAX:
+        raise WireError(f"{len(bodies)} orders do not fit one NewOrders record (at most {NEW_ORDERS_MAX})")
+    return _NEW_ORDERS_HEAD.pack(T_NEW_ORDERS, rid, len(bodies)) + b"".join(bodies)
+
+
+def new_order_body(c: NewOrder) -> bytes:
+    """The body of ``c`` inside a NewOrders record (the record is ``new_orders_record``)."""
+    try:
+        return _NEW_ORDER_BODY.pack(c[0], c[1], _coid(c[2]), c[3], c[4], c[5], c[6], c[7], c[8], c[9], c[10])
+    except struct.error as exc:
+        raise WireError(f"cannot encode {c!r}: {exc}") from None
+
+
+# The body of one new order inside a NewOrders record, straight from its fields (the hot path of a REST
+# batch): pack_new_order(symbol_id, user_id, client_order_id, side, order_type, tif, price, qty, quote_qty,
+# stp, ts) with client_order_id as bytes of at most MAX_CLIENT_ORDER_ID (the caller's promise: a longer one
+# would be cut, where new_order_body raises).
+pack_new_order = _NEW_ORDER_BODY.pack
 
 
 def _coid(value: str) -> bytes:
@@ -613,6 +642,53 @@ def _dec_results(buf: bytes | memoryview) -> tuple[int, Result]:
         else:
             raise WireError(f"unknown Results item kind {kind} at byte {off}")
     return rid, Results(tuple(out))  # type: ignore[return-value]
+
+
+def results_items(buf: bytes) -> tuple[int, list[tuple]]:
+    """``(request id, items)`` of a Results record as flat tuples, without the protocol objects.
+
+    For renderers that turn each item straight into text (the REST batch answer). An order item is
+    the 19 fields of a Results order body: ``(K_ORDER, symbol_id, order_id, client_order_id as bytes,
+    user_id, side, order_type, tif, stp, price, orig_qty, executed_qty, cum_quote, orig_quote_qty,
+    status, time, update_time, working_time, fill count)``, and when the fill count is not 0 a 20th
+    field, its fills as ``((trade_id, price, qty), ...)``. A reject item is ``(K_REJECTED, code, message)``.
+    ``decode_answer`` gives the same content as ``Results`` of ``OrderResult`` / ``Rejected``.
+    """
+    try:
+        if buf[0] != K_RESULTS:
+            raise WireError(f"answer record kind {buf[0]} is not a Results record ({K_RESULTS})")
+        _, rid, n = _RESULTS_HEAD.unpack_from(buf)
+        off = _RESULTS_HEAD.size
+        order_unpack = _ORDER_BODY.unpack_from
+        order_size = _ORDER_BODY.size
+        fill_size = _FILL.size
+        items: list[tuple] = []
+        append = items.append
+        for _ in range(n):
+            kind = buf[off]
+            if kind == K_ORDER:
+                v = order_unpack(buf, off)
+                off += order_size
+                nf = v[18]
+                if nf:
+                    end = off + nf * fill_size
+                    if len(buf) < end:
+                        raise WireError(f"Results item announces {nf} fills but the record ends first")
+                    v = (*v, tuple(_FILL.iter_unpack(buf[off:end])))
+                    off = end
+                append(v)
+            elif kind == K_REJECTED:
+                _, code, m = _REJECTED_BODY.unpack_from(buf, off)
+                off += _REJECTED_BODY.size
+                if len(buf) < off + m:
+                    raise WireError(f"Results item announces a {m}-byte message but the record ends first")
+                append((K_REJECTED, code, bytes(buf[off : off + m]).decode(errors="replace")))
+                off += m
+            else:
+                raise WireError(f"unknown Results item kind {kind} at byte {off}")
+    except (struct.error, IndexError) as exc:
+        raise WireError(f"malformed Results record of {len(buf)} bytes: {exc}") from None
+    return rid, items
 
 
 def _bad_kind(buf: bytes | memoryview) -> tuple[int, Result]:

@@ -15,6 +15,7 @@ import time
 from collections.abc import Sequence
 
 from ingress.dispatch import EngineBusy, EngineTimeout
+from shards import wire
 from shards.engine import Engine
 from shards.protocol import STATE_CHANGING, Result
 
@@ -44,6 +45,18 @@ class LocalEngineClient:
     async def call_batch(self, items: Sequence[tuple[int, object]]) -> list[Result | Exception]:
         return [self._apply(shard, cmd) for shard, cmd in items]
 
+    async def call_orders(self, bodies: Sequence[Sequence[bytes]]) -> list[list[tuple[int, object]]]:
+        """Each shard's packed orders through the wire as one NewOrders record, answered by a Results record."""
+        out: list[list[tuple[int, object]]] = []
+        for shard, orders in enumerate(bodies):
+            if not orders:
+                out.append([])
+                continue
+            rid, cmds = wire.decode_new_orders(wire.new_orders_record(7, orders))
+            results = [self._apply(shard, cmd) for cmd in cmds]
+            out.append([(len(orders), wire.encode_results(rid, results))])
+        return out
+
     async def ping(self, shard: int) -> bool:
         return self.up[shard]
 
@@ -64,6 +77,12 @@ class FailingEngineClient:
     async def call_batch(self, items: Sequence[tuple[int, object]]) -> list[Result | Exception]:
         self.calls += 1
         return [self.error_type(f"shard {shard}") for shard, _ in items]
+
+    async def call_orders(self, bodies: Sequence[Sequence[bytes]]) -> list[list[tuple[int, object]]]:
+        self.calls += 1
+        return [
+            [(len(orders), self.error_type(f"shard {shard}"))] if orders else [] for shard, orders in enumerate(bodies)
+        ]
 
     async def ping(self, shard: int) -> bool:
         return False

@@ -1,8 +1,9 @@
 """``ingress/batch.py``: a batch's orders validate and answer exactly as single orders do.
 
-The flat per-order paths (plain LIMIT orders through memo lookups, FULL answers
-built in one expression) are compared with the reference of a single order:
-``check_allowed`` + ``params.new_order`` for commands and errors, and
+The flat per-order paths (plain LIMIT orders through memo lookups packed
+straight into wire bodies, FULL answers written as text from the raw Results
+record) are compared with the reference of a single order: ``check_allowed`` +
+``params.new_order`` for commands and errors (read back through the wire), and
 ``orjson.dumps`` of ``views.new_order`` / ``{"code", "msg"}`` for the answer bytes.
 """
 
@@ -21,6 +22,7 @@ from ingress.dispatch import EngineBusy, EngineTimeout
 from ingress.errors import ApiError, Malformed, error_of_exception, rejected_error
 from ingress.inputs import check_allowed
 from ingress.symbols import Catalog, rules_of
+from shards import wire
 from shards.protocol import Fill, OrderResult, OrderView, Rejected
 from tests.ingress.test_params import _sym
 
@@ -95,11 +97,15 @@ def _without_generated_id(cmd: Any, item: dict[str, Any]) -> Any:
 
 
 def _validated(catalog: Catalog, orders: list[Any], user_id: int) -> list[Any]:
-    out, items, sent = batch.validate(catalog, orders, user_id)
-    assert len(items) == len(sent)
-    for (shard, cmd), (i, rules, resp_type) in zip(items, sent, strict=True):
-        assert out[i] is None and rules.shard == shard and rules.symbol_id == cmd.symbol_id
-        out[i] = (shard, _without_generated_id(cmd, orders[i]), resp_type)
+    """The plan's per-order outcome, each command read back from the wire bodies it was packed into."""
+    plan = batch.validate(catalog, orders, user_id)
+    out: list[Any] = [None if text is None else orjson.loads(text) for text in plan.out]
+    for shard, (positions, bodies) in enumerate(zip(plan.positions, plan.bodies, strict=True)):
+        assert len(positions) == len(bodies)
+        _, cmds = wire.decode_new_orders(wire.new_orders_record(1, bodies))
+        for i, cmd in zip(positions, cmds, strict=True):
+            assert out[i] is None and catalog.by_id[cmd.symbol_id].shard == shard
+            out[i] = (shard, _without_generated_id(cmd, orders[i]), plan.resp_types.get(i, "FULL"))
     return out
 
 
@@ -114,6 +120,19 @@ def test_validate_gives_each_order_the_command_or_error_of_a_single_order(warm: 
 
     assert actual == expected
     assert sum(type(a) is tuple for a in actual) >= 8  # the list does place orders
+    assert "FULL" not in batch.validate(catalog, ORDERS, 5).resp_types.values()
+
+
+def test_error_texts_are_the_bytes_of_the_single_order_errors() -> None:
+    catalog = _catalog()
+
+    plan = batch.validate(catalog, ORDERS, 5)
+
+    expected = _reference(_catalog(), ORDERS, 5)
+    for text, ref in zip(plan.out, expected, strict=True):
+        assert (text is None) is (type(ref) is tuple)
+        if text is not None:
+            assert text.encode() == orjson.dumps(ref)
 
 
 def test_plain_limit_orders_skip_the_full_checks_once_their_values_are_known(monkeypatch) -> None:
@@ -124,22 +143,26 @@ def test_plain_limit_orders_skip_the_full_checks_once_their_values_are_known(mon
     full_checks = p.new_order
     monkeypatch.setattr(p, "new_order", lambda *args: calls.append(args) or full_checks(*args))
 
-    out, items, _ = batch.validate(catalog, plain * 50, 1)
+    plan = batch.validate(catalog, plain * 50, 1)
 
-    assert calls == [] and out == [None] * 100 and len(items) == 100
-    assert [c.price for _, c in items[:2]] == [9950, 10025] and [c.qty for _, c in items[:2]] == [3, 7]
+    _, cmds = wire.decode_new_orders(wire.new_orders_record(1, plan.bodies[0]))
+    assert calls == [] and plan.out == [None] * 100 and plan.positions == [list(range(100)), []]
+    assert [c.price for c in cmds[:2]] == [9950, 10025] and [c.qty for c in cmds[:2]] == [3, 7]
 
 
 def test_generated_client_order_ids_are_fresh_and_in_order() -> None:
     catalog = _catalog()
     batch.validate(catalog, [_limit()], 1)
 
-    _, items, _ = batch.validate(catalog, [_limit(), _limit(side="NOPE"), _limit(side="buy"), _limit()], 1)
+    plan = batch.validate(catalog, [_limit(), _limit(side="NOPE"), _limit(side="buy"), _limit()], 1)
 
-    ids = [cmd.client_order_id for _, cmd in items]
+    _, cmds = wire.decode_new_orders(wire.new_orders_record(1, plan.bodies[0]))
+    ids = [cmd.client_order_id for cmd in cmds]
+    single = p.new_order(catalog, _limit(), 1)[1].client_order_id  # the single-order path draws from the same stream
     assert len(ids) == 2 and ids[0] != ids[1]
-    assert ids[0][:10] == ids[1][:10]  # this process's prefix, then the counter in hex
+    assert ids[0][:10] == ids[1][:10] == single[:10]  # this process's prefix, then the counter in hex
     assert int(ids[1][10:], 16) == int(ids[0][10:], 16) + 1  # no id drawn for the refused orders
+    assert int(single[10:], 16) == int(ids[1][10:], 16) + 1
 
 
 def _view(rng: random.Random, rules: Any, order_id: int) -> OrderView:
@@ -159,9 +182,9 @@ def _view(rng: random.Random, rules: Any, order_id: int) -> OrderView:
         cum_quote=filled * rng.choice((0, 9950, 123457)),
         orig_quote_qty=0,
         status=rng.choice((1, 2, 3, 4, 5, 6, 7)),
-        time=1795549558025 + order_id,
+        time=1795549558025 + order_id // 7,  # runs of orders share a time, as a shard's batch does
         update_time=1795549558030,
-        working_time=rng.choice((1795549558025, -1)),
+        working_time=rng.choice((1795549558025, -1, 1795549558025 + order_id // 7)),
     )
 
 
@@ -172,42 +195,100 @@ def _result(rng: random.Random, rules: Any, order_id: int) -> OrderResult:
     return OrderResult(_view(rng, rules, order_id), fills)
 
 
+def _expected(rules: Any, resp_type: str, res: object) -> Any:
+    if type(res) is OrderResult:
+        return views.new_order(rules, res.order, res.fills, resp_type)
+    if type(res) is Rejected:
+        ex = rejected_error(res)
+    elif isinstance(res, Exception):
+        ex = error_of_exception(res)
+    else:
+        return {"code": -1000, "msg": f"unexpected engine answer {type(res).__name__}"}
+    return {"code": ex.code, "msg": ex.msg}
+
+
 def test_answers_are_the_bytes_of_single_order_views_and_errors() -> None:
     rng = random.Random(11)
-    rules = _catalog().rules
-    sent = []
-    results: list[object] = []
+    catalog = _catalog()
+    plan = batch.Plan(400, catalog.shard_count)
+    expected: list[Any] = []
+    answers: list[list[tuple[int, object]]] = [[], []]
+    chunk: list[list[Any]] = [[], []]  # per shard: (position, result) of the record being built
+
+    def flush(shard: int) -> None:
+        results = [res for _, res in chunk[shard]]
+        answers[shard].append((len(results), wire.encode_results(9, results)))
+        chunk[shard] = []
+
     for i in range(400):
-        r = rules[i % 2]
-        sent.append((i, r, rng.choice(("FULL", "FULL", "RESULT", "ACK"))))
-        results.append(
-            rng.choice(
-                (
-                    _result(rng, r, i + 1),
-                    _result(rng, r, i + 1),
-                    Rejected(-2010, "insufficient balance for order 7"),
-                    EngineBusy("shard 1"),
-                    EngineTimeout("shard 0"),
-                    SimpleNamespace(what="odd"),
-                )
-            )
-        )
-    expected = []
-    for (_, r, resp_type), res in zip(sent, results, strict=True):
-        if type(res) is OrderResult:
-            expected.append(views.new_order(r, res.order, res.fills, resp_type))
-        elif type(res) is Rejected:
-            ex = rejected_error(res)
-            expected.append({"code": ex.code, "msg": ex.msg})
-        elif isinstance(res, Exception):
-            ex = error_of_exception(res)
-            expected.append({"code": ex.code, "msg": ex.msg})
-        else:
-            expected.append({"code": -1000, "msg": "unexpected engine answer SimpleNamespace"})
-    out: list[Any] = [None] * len(sent)
+        shard = rng.choice((0, 1))
+        rules = catalog.rules[shard]
+        resp_type = rng.choice(("FULL", "FULL", "FULL", "RESULT", "ACK"))
+        if resp_type != "FULL":
+            plan.resp_types[i] = resp_type
+        plan.positions[shard].append(i)
+        roll = rng.random()
+        if roll < 0.05:  # a whole record's orders fail together: an engine failure, or something odd
+            if chunk[shard]:
+                flush(shard)
+            failure = rng.choice((EngineBusy("shard 1"), EngineTimeout("shard 0"), SimpleNamespace(what="odd")))
+            answers[shard].append((1, failure))
+            expected.append(_expected(rules, resp_type, failure))
+            continue
+        res = Rejected(-2010, "insufficient balance for order 7 é") if roll < 0.2 else _result(rng, rules, i + 1)
+        chunk[shard].append((i, res))
+        expected.append(_expected(rules, resp_type, res))
+        if rng.random() < 0.1:
+            flush(shard)
+    for shard in (0, 1):
+        if chunk[shard]:
+            flush(shard)
 
-    busy = batch.fill_answers(out, sent, results)
+    busy = batch.render(catalog, plan, answers)
 
-    assert orjson.dumps(out) == orjson.dumps(expected)
-    assert busy is any(type(r) is EngineBusy for r in results) is True
-    assert batch.fill_answers([None], sent[:1], [Rejected(-2010, "no")]) is False
+    assert batch.answer_bytes(plan) == orjson.dumps(expected)
+    assert busy is any(type(a) is EngineBusy for shard in answers for _, a in shard) is True
+
+
+def test_a_malformed_or_short_results_record_answers_status_unknown_for_its_orders() -> None:
+    catalog = _catalog()
+    rng = random.Random(3)
+    plan = batch.Plan(4, catalog.shard_count)
+    plan.positions[0] = [0, 1, 2, 3]
+    good = wire.encode_results(1, [_result(rng, catalog.rules[0], 1)])
+    short = wire.encode_results(2, [_result(rng, catalog.rules[0], 2)])  # answers 1 result for 2 orders
+    answers = [[(1, good[:-3]), (2, short), (1, good)]]  # a cut record, a short one, a good one
+    unknown = error_of_exception(EngineTimeout("x"))
+
+    busy = batch.render(catalog, plan, answers + [[]])
+
+    assert busy is False
+    assert [orjson.loads(text) for text in plan.out[:3]] == [{"code": unknown.code, "msg": unknown.msg}] * 3
+    assert orjson.loads(plan.out[3])["orderId"] == 1
+
+
+def test_client_order_ids_that_json_escapes_are_escaped_as_orjson_does() -> None:
+    catalog = _catalog()
+    rules = catalog.rules[0]
+    ids = ["a.b_c-d", "", 'q"uo\\te', "tab\tnl\n", "\u00e9t\u00e9", "0" * 36]
+    results = [
+        OrderResult(_view(random.Random(i), rules, i)._replace(client_order_id=c), ()) for i, c in enumerate(ids)
+    ]
+    plan = batch.Plan(len(ids), catalog.shard_count)
+    plan.positions[0] = list(range(len(ids)))
+
+    batch.render(catalog, plan, [[(len(ids), wire.encode_results(1, results))], []])
+
+    assert batch.answer_bytes(plan) == orjson.dumps([views.full(rules, r.order, r.fills) for r in results])
+
+
+def test_full_text_is_the_bytes_of_views_full() -> None:
+    rng = random.Random(5)
+    catalog = _catalog()
+    results = [_result(rng, catalog.rules[i % 2], i + 1) for i in range(300)]
+    results += [OrderResult(results[0].order._replace(client_order_id=c), ()) for c in ('a"b\\c', "", "x.y")]
+
+    texts = [batch.full_text(catalog, r.order, r.fills) for r in results]
+
+    by_id = catalog.by_id
+    assert [t.encode() for t in texts] == [orjson.dumps(views.full(by_id[r.order.symbol_id], *r)) for r in results]

@@ -505,3 +505,73 @@ def test_empty_new_orders_record_is_answered_with_no_results(rig):
     rid, result = _raw_answer(rig, wire.encode_new_orders(89, []))
 
     assert (rid, result) == (89, wire.Results(()))
+
+
+def _bodies(items: list[tuple[int, NewOrder]], shards: int = 2) -> list[list[bytes]]:
+    bodies: list[list[bytes]] = [[] for _ in range(shards)]
+    for shard, cmd in items:
+        bodies[shard].append(wire.new_order_body(cmd))
+    return bodies
+
+
+def test_call_orders_answers_each_record_with_its_raw_results_record(rig):
+    rig.start_shard(0)
+    rig.start_shard(1)
+    sym0, sym1 = _sym(rig.config, 0), _sym(rig.config, 1)
+    items = [(0, _limit(sym0, 1, "m1", Side.SELL, 10_000, 2)), (1, _limit(sym1, 1, "n1", Side.BUY, 50, 1))]
+    items += [(0, _limit(sym0, 1, "m1", Side.SELL, 10_001, 2)), (0, _limit(sym0, 2, "t1", Side.BUY, 10_000, 3))]
+
+    async def body(client):
+        return await client.call_orders(_bodies(items)), client.stats()
+
+    answers, stats = _run(rig, body)
+
+    assert [[(count, type(a)) for count, a in shard] for shard in answers] == [[(3, bytes)], [(1, bytes)]]
+    _, results0 = wire.decode_answer(answers[0][0][1])
+    assert [type(r) for r in results0.results] == [OrderResult, Rejected, OrderResult]
+    assert [r.order.client_order_id for r in results0.results if type(r) is OrderResult] == ["m1", "t1"]
+    assert [(f.price, f.qty) for f in results0.results[2].fills] == [(10_000, 2)]
+    assert wire.results_items(answers[1][0][1])[1][0][3] == b"n1"
+    assert (stats["sent"], stats["answered"], stats["pending"]) == (2, 2, 0)
+
+
+def test_call_orders_larger_than_the_ring_gives_busy_records_for_what_did_not_fit():
+    rig = Rig(_config(), 1 << 10)  # max_record ~500 bytes: 5 orders per record
+    try:
+        sym = _sym(rig.config, 0)
+        items = [(0, _limit(sym, 1, f"x{i}", Side.BUY, 100, 1)) for i in range(30)]
+
+        async def body(client):
+            task = asyncio.ensure_future(client.call_orders(_bodies(items)))
+            await asyncio.sleep(0.01)
+            rig.start_shard(0)
+            return await task, client.busy
+
+        answers, busy = _run(rig, body)
+
+        kinds = [type(a) for _, a in answers[0]]
+        fitted = kinds.count(bytes)
+        assert sum(count for count, _ in answers[0]) == 30 and answers[1] == []
+        assert 0 < fitted < len(kinds) and kinds == [bytes] * fitted + [EngineBusy] * (len(kinds) - fitted)
+        assert busy == sum(count for count, a in answers[0] if type(a) is EngineBusy)
+        ids = [item[3] for _, a in answers[0][:fitted] for item in wire.results_items(a)[1]]
+        assert ids == [f"x{i}".encode() for i in range(len(ids))]
+    finally:
+        rig.close()
+
+
+def test_call_orders_on_a_silent_shard_times_out_and_leaves_nothing_pending():
+    rig = Rig(_config(answer_timeout_ms=100), 1 << 16)
+    try:
+        sym = _sym(rig.config, 0)
+
+        async def body(client):
+            answers = await client.call_orders(_bodies([(0, _limit(sym, 1, "a", Side.BUY, 100, 1))]))
+            return answers, client.pending_count
+
+        answers, pending = _run(rig, body)
+
+        assert [[(count, type(a)) for count, a in shard] for shard in answers] == [[(1, EngineTimeout)], []]
+        assert pending == 0
+    finally:
+        rig.close()

@@ -93,3 +93,55 @@ def test_a_truncated_results_record_is_a_wire_error():
 def test_results_hold_only_order_results_and_rejects():
     with pytest.raises(wire.WireError, match="Pong"):
         wire.encode_results(1, [wire.Pong(0)])
+
+
+def test_packed_bodies_make_the_same_record_as_encode_new_orders():
+    orders = [_order(i) for i in range(4)] + [_order(4, "x" * 36)]
+    bodies = [wire.new_order_body(o) for o in orders[:2]]
+    bodies += [wire.pack_new_order(*o[:2], o[2].encode(), *o[3:]) for o in orders[2:]]
+
+    record = wire.new_orders_record(42, bodies)
+
+    assert record == wire.encode_new_orders(42, orders)
+    assert wire.decode_new_orders(record) == (42, orders)
+
+
+def test_new_order_body_refuses_a_client_order_id_too_long_for_the_wire():
+    with pytest.raises(wire.WireError, match="z" * 37):
+        wire.new_order_body(_order(0, "z" * 37))
+
+
+def _from_items(items: list[tuple]) -> list[object]:
+    out: list[object] = []
+    for v in items:
+        if v[0] == wire.K_REJECTED:
+            out.append(Rejected(v[1], v[2]))
+            continue
+        assert len(v) == (20 if v[18] else 19) and (v[18] == 0 or len(v[19]) == v[18])
+        view = OrderView(v[1], v[2], v[3].decode(), *v[4:18])
+        out.append(OrderResult(view, tuple(Fill(*f) for f in v[19]) if v[18] else ()))
+    return out
+
+
+def test_results_items_hold_what_decode_answer_gives():
+    results = [
+        OrderResult(_view(0), ()),
+        Rejected(-2010, "duplicate newClientOrderId c1"),
+        OrderResult(_view(2), (Fill(5, 10_000, 2), Fill(6, 10_001, 3))),
+        Rejected(-1000, "é" * 3),
+        OrderResult(_view(4), (Fill(7, 9_999, 1),)),
+    ]
+    record = wire.encode_results(77, results)
+
+    rid, items = wire.results_items(record)
+
+    assert rid == 77
+    assert _from_items(items) == list(wire.decode_answer(record)[1].results) == results
+
+
+def test_results_items_refuse_a_truncated_record_or_another_kind():
+    record = wire.encode_results(5, [OrderResult(_view(0), (Fill(1, 2, 3),)), Rejected(-2010, "no")])
+
+    for bad in (record[:-1], record[:-4], record[:30], wire.encode_answer(5, Rejected(-2010, "no"))):
+        with pytest.raises(wire.WireError):
+            wire.results_items(bad)
