@@ -248,8 +248,9 @@ def feeder(
     start: Any,
     t0: Any,
     results: Any,
+    shard_pid: int = 0,
 ) -> None:
-    """Ingress worker ``index`` feeding shard ``index``; puts its figures on ``results``."""
+    """Ingress worker ``index`` feeding shard ``index`` (process ``shard_pid``); puts its figures on ``results``."""
     try:
         if cpu is not None:
             os.sched_setaffinity(0, {cpu})
@@ -264,7 +265,7 @@ def feeder(
         _ping(producer, ans_ring, consumer)
         ready.put(index)
         start.wait()
-        figures = _feed(flow, opts, producer, ans_ring, consumer, t0.value)
+        figures = _feed(flow, opts, producer, ans_ring, consumer, t0.value, shard_pid)
         figures["shard"] = index
         results.put(figures)
         cmd_ring.close()
@@ -286,9 +287,19 @@ def _ping(producer: Producer, ans_ring: Ring, consumer: Consumer) -> None:
 
 
 def _feed(
-    flow: list[Any], opts: Options, producer: Producer, ans_ring: Ring, consumer: Consumer, t0: float
+    flow: list[Any],
+    opts: Options,
+    producer: Producer,
+    ans_ring: Ring,
+    consumer: Consumer,
+    t0: float,
+    shard_pid: int = 0,
 ) -> dict[str, Any]:
-    """Send ``flow`` in batches with at most ``opts.inflight`` unanswered; count answers in the window."""
+    """Send ``flow`` in batches with at most ``opts.inflight`` unanswered; count answers in the window.
+
+    The window closes early when the flow runs out; the shard's CPU (``shard_pid``, from /proc) is read at the
+    same two moments, so ``shard_cpu_us_per_command`` holds even then.
+    """
     clock = time.perf_counter
     send_batch = producer.send_batch
     read = ans_ring.read
@@ -304,6 +315,7 @@ def _feed(
     answered = rejected = 0
     counted = counted_rejects = 0
     cpu_from = cpu_to = window_end = 0.0
+    shard_cpu_from = shard_cpu_to = 0.0
     now = clock()
     sending = True
     started_window = False
@@ -311,11 +323,13 @@ def _feed(
         if not started_window and now >= window_from:
             started_window = True
             counted, counted_rejects, cpu_from = answered, rejected, time.process_time()
+            shard_cpu_from = cpu_seconds(shard_pid) if shard_pid else 0.0
         if sending and (now >= window_to or pos >= total):
             sending = False
             window_end = min(now, window_to)
             counted, counted_rejects = answered - counted, rejected - counted_rejects
             cpu_to = time.process_time()
+            shard_cpu_to = cpu_seconds(shard_pid) if shard_pid else 0.0
         if sending and inflight + batch <= limit:
             chunk = flow[pos : pos + batch]
             sent = send_batch(encode_commands(rid, chunk))
@@ -361,6 +375,7 @@ def _feed(
         "batch_p50_us": round(_pct(latencies, 0.5) * 1e6, 1),
         "batch_p99_us": round(_pct(latencies, 0.99) * 1e6, 1),
         "feeder_cpu": round((cpu_to - cpu_from) / span, 3) if span > 0 else 0.0,
+        "shard_cpu_us_per_command": round((shard_cpu_to - shard_cpu_from) / counted * 1e6, 2) if counted else 0.0,
     }
 
 
@@ -486,6 +501,7 @@ def run_count(shards: int, opts: Options) -> dict[str, Any]:
             CTX.Process(
                 target=feeder,
                 args=(i, opts, topology, doorbells, symbol_ids[i], plan.get(f"feeder.{i}"), ready, start, t0, results),
+                kwargs={"shard_pid": procs[i].pid},
             )
             for i in range(shards)
         ]
@@ -558,6 +574,7 @@ def _summary(
         "rejected_share": max(f["rejected_share"] for f in per_feeder),
         "flow_exhausted": any(f["flow_exhausted"] for f in per_feeder),
         "shard_cpu": [cpu[f"shard.{i}"] for i in range(shards)],
+        "shard_cpu_us_per_command": [f["shard_cpu_us_per_command"] for f in per_feeder],
         "feeder_cpu": [f["feeder_cpu"] for f in per_feeder],
         "redis_cpu": [cpu[f"redis.{j}"] for j in range(redis_count)],
         "mean_batch": round(sum(batches) / shards, 1),
@@ -571,7 +588,7 @@ def _summary(
 def _print_table(rows: list[dict[str, Any]]) -> None:
     head = (
         f"{'shards':>6} {'redis':>5} {'cmds/s':>10} {'per shard':>10} {'scale':>6} {'p50 us':>8} {'p99 us':>8} "
-        f"{'shard cpu':>10} {'feeder cpu':>10} {'redis cpu':>10} {'batch':>6}"
+        f"{'shard cpu':>10} {'feeder cpu':>10} {'redis cpu':>10} {'batch':>6} {'shard us/cmd':>12}"
     )
     print(head)
     base = rows[0]["commands_per_s"] / rows[0]["shards"] if rows and rows[0]["commands_per_s"] else 0
@@ -581,8 +598,12 @@ def _print_table(rows: list[dict[str, Any]]) -> None:
             f"{r['shards']:>6} {r['redis_servers']:>5} {r['commands_per_s']:>10,} {r['per_shard_mean']:>10,} "
             f"{scale:>6.2f} {r['batch_latency_p50_us']:>8.0f} {r['batch_latency_p99_us']:>8.0f} "
             f"{max(r['shard_cpu']):>10.2f} {max(r['feeder_cpu']):>10.2f} {max(r['redis_cpu']):>10.2f} "
-            f"{r['mean_batch']:>6.1f}"
+            f"{r['mean_batch']:>6.1f} {_mean(r['shard_cpu_us_per_command']):>12.2f}"
         )
+
+
+def _mean(values: list[float]) -> float:
+    return sum(values) / len(values) if values else 0.0
 
 
 def cpu_model() -> str:
@@ -713,9 +734,9 @@ def main() -> None:
         counts = [args.shards]
     else:
         counts = [1, 2] if args.quick else [1, 2, 4, 8]
-    seconds = args.seconds or (2.0 if args.quick else 8.0)
-    warmup = args.warmup or (1.0 if args.quick else 2.0)
-    rate_guess = 40_000 if args.quick else 300_000  # commands/s one shard might reach: the flow must outlast it
+    seconds = args.seconds or (1.5 if args.quick else 8.0)
+    warmup = args.warmup or (0.5 if args.quick else 2.0)
+    rate_guess = 120_000 if args.quick else 300_000  # commands/s one shard might reach: the flow must outlast it
     cache_dir = Path(args.cache) if args.cache else Path(tempfile.mkdtemp(prefix="bench-shards-flows-"))
     cache_dir.mkdir(parents=True, exist_ok=True)
     opts = Options(
@@ -772,6 +793,7 @@ def main() -> None:
     }
     for r in rows:
         figures[f"shards_{r['shards']}_commands_per_s"] = r["commands_per_s"]
+        figures[f"shards_{r['shards']}_shard_cpu_us_per_command"] = round(_mean(r["shard_cpu_us_per_command"]), 2)
     print(json.dumps(figures))
 
 

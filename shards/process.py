@@ -19,7 +19,7 @@ One loop turn (a batch)::
       core declines (rejections, rare values) takes the Python path, and the bytes are the same
     while commands keep arriving: read more (up to batch_max, at most flush_us longer)
     journal.append_encoded(engine.take_encoded())  <- group commit: one XADD, back when Redis has it
-    send every answer (a full answer ring is retried, never dropped)
+    send every answer (a ring's one answer: Producer.send; a full answer ring is retried, never dropped)
     commit the command rings (a restarted shard re-reads only what it never answered)
     every snapshot_interval_s (between batches): a snapshot (``shards/recovery.py``)
 
@@ -184,6 +184,12 @@ class ShardLoop:
         self.dropped_answers = 0  # only ever non-zero after a stop with no reader left
         self._pong = Pong(index)
         self._part_error: Exception | None = None  # set by _order_part while a C NewOrders call runs
+        # per command ring: (ring, its answers of this turn, its answer producer, that producer's single-record
+        # send when it has one, the answer ring's max_record)
+        self._lanes: list[tuple[Ring, list[bytes], Producer, Callable[[bytes], bool] | None, int]] = [
+            (ring, [], producer, getattr(producer, "send", None), producer.ring.max_record)
+            for ring, producer in zip(self.command_rings, self.answers, strict=True)
+        ]
 
     def run(self) -> None:
         """Loop until ``stopping``; then drain what is in the rings and return."""
@@ -199,50 +205,41 @@ class ShardLoop:
             pass
 
     def step(self) -> int:
-        """One batch over every command ring; returns how many commands it applied."""
+        """One batch over every command ring; returns how many commands it applied.
+
+        Kept flat: per turn one clock read, one read per ring (two while gathering), no allocation
+        beyond the records and answers themselves (each ring's answer list is kept and cleared).
+        """
         now = time.time_ns() // 1_000_000
         engine = self.engine
-        apply = engine.apply
         command = _C_COMMAND if _C_COMMAND is not None and c_core_active() else None
-        pong = self._pong
-        stamped = _STAMPED
-        outgoing: list[list[bytes]] = [[] for _ in self.command_rings]
-        readers: set[Ring] = set()
+        lanes = self._lanes
+        batch_max = self.batch_max
         total = 0
         deadline = 0.0
         while True:  # group commit: gather more while commands keep arriving, up to batch_max and flush_us
             got = 0
-            for ring, answers in zip(self.command_rings, outgoing, strict=True):
-                records = ring.read(self.batch_max)
+            for ring, answers, _producer, _send_one, _max_record in lanes:
+                records = ring.read(batch_max)
                 if not records:
                     continue
-                readers.add(ring)
                 got += len(records)
                 for record in records:
                     kind = record[0]
                     if kind == T_NEW_ORDERS:  # a batch of new orders: one record in, one answer out
                         got += self._apply_orders(record, now, answers) - 1
                         continue
-                    try:
-                        if command is not None and (kind == T_NEW_ORDER or kind == T_CANCEL_ORDER):
+                    if command is not None and (kind == T_NEW_ORDER or kind == T_CANCEL_ORDER):
+                        try:
                             answer = command(engine, record, now, encode_answer)  # the C core: record in, answer out
-                            if answer is not None:  # None: it declined, nothing changed; the Python path takes it
-                                answers.append(answer)
-                                continue
-                        rid, cmd = decode_command(record)
-                        cls = type(cmd)
-                        result: object
-                        if cls in stamped:
-                            result = apply(_stamped(cmd, now))
-                        elif cls is Ping:
-                            result = pong
-                        else:
-                            result = apply(cmd)
-                        answers.append(encode_answer(rid, result))
-                    except Exception as exc:  # noqa: BLE001 - a bug must answer, not hang its caller
-                        answers.append(self._internal_error(record, exc))
+                        except Exception as exc:  # noqa: BLE001 - a bug must answer, not hang its caller
+                            answer = self._internal_error(record, exc)
+                        if answer is not None:  # None: it declined, nothing changed; the Python path takes it
+                            answers.append(answer)
+                            continue
+                    answers.append(self._apply_one(record, now))
             total += got
-            if not got or total >= self.batch_max or not self.flush_s:
+            if not got or total >= batch_max or not self.flush_s:
                 break
             if not deadline:
                 deadline = time.perf_counter() + self.flush_s
@@ -252,13 +249,35 @@ class ShardLoop:
             return 0
         self.commands += total
         self.batches += 1
-        self.sink.append_encoded(self.engine.take_encoded(), self.engine.last_seq)
-        for producer, answers in zip(self.answers, outgoing, strict=True):
+        self.sink.append_encoded(engine.take_encoded(), engine.last_seq)
+        for _ring, answers, producer, send_one, max_record in lanes:  # each record read has its answer here
             if answers:
-                self._send(producer, answers)
-        for ring in readers:
-            ring.commit()
+                if send_one is not None and len(answers) == 1 and len(answers[0]) <= max_record:
+                    if not send_one(answers[0]):  # one answer: Producer.send, one C call on a CRing
+                        self._send(producer, answers)
+                else:
+                    self._send(producer, answers)
+        for ring, answers, _producer, _send_one, _max_record in lanes:  # commits after every answer is out
+            if answers:
+                ring.commit()
+                answers.clear()
         return total
+
+    def _apply_one(self, record: bytes, now: int) -> bytes:
+        """The Python path of one record other than NewOrders: decode, stamp, apply, encode the answer."""
+        try:
+            rid, cmd = decode_command(record)
+            cls = type(cmd)
+            result: object
+            if cls in _STAMPED:
+                result = self.engine.apply(_stamped(cmd, now))
+            elif cls is Ping:
+                result = self._pong
+            else:
+                result = self.engine.apply(cmd)
+            return encode_answer(rid, result)
+        except Exception as exc:  # noqa: BLE001 - a bug must answer, not hang its caller
+            return self._internal_error(record, exc)
 
     def _apply_orders(self, record: bytes, now: int, answers: list[bytes]) -> int:
         """Apply a NewOrders record's orders in order and answer them with one Results record.
@@ -330,8 +349,9 @@ class ShardLoop:
         return encode_answer(rid, self._internal_rejected(rid, exc))
 
     def _send(self, producer: Producer, answers: list[bytes]) -> None:
+        """Send ``answers`` (cut where longer than a ring record), retrying a full ring; never drops one."""
         ring = producer.ring
-        if any(len(a) > ring.max_record for a in answers):
+        if max(map(len, answers)) > ring.max_record:
             answers = [part for a in answers for part in fragment_answer(a, ring.max_record)]
         sent = producer.send_batch(answers)
         if sent == len(answers):
