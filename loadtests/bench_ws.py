@@ -56,7 +56,7 @@ Each phase is the difference to the stage before (the subscribed one to
 shard streams of a real Redis (``Tailer.follow`` with a real market) while
 this process writes one-order entries (a shard's commit at moderate load)
 at ``--rates``, once per ``--intervals`` value (``wsfeed.read_interval_ms``)
-with a silent client connected, and once with no client (idle pacing). It
+with a silent client connected. It
 prints the child's CPU per entry and per read (system time apart), entries
 per read, and the delay from XADD to apply (Redis entry-id clock: ms).
 
@@ -621,11 +621,10 @@ def callgrind(args: argparse.Namespace) -> int:
 # --- --follow: the tailer's CPU and delay on a live Redis stream at a moderate rate ------------------------------
 
 
-def _follow_child(url: str, interval_ms: int, expected: int, timeout_s: float, out: str, client: bool) -> None:
+def _follow_child(url: str, interval_ms: int, expected: int, timeout_s: float, out: str) -> None:
     """Follow the shard streams (empty at start) until ``expected`` entries were applied; write CPU and delays.
 
-    ``client``: a (silent) client is connected, so the configured interval paces the reads; without one the
-    follower paces itself at ``IDLE_READ_INTERVAL_S`` (nobody to see the delay)."""
+    A silent client is connected, as in a live feed."""
     import resource
 
     import redis.asyncio as aioredis
@@ -645,8 +644,7 @@ def _follow_child(url: str, interval_ms: int, expected: int, timeout_s: float, o
     async def main() -> dict:
         redis_client = aioredis.Redis.from_url(url)
         hub = Hub()
-        if client:
-            hub.clients[_NullClient()] = None  # type: ignore[index]
+        hub.clients[_NullClient()] = None  # type: ignore[index]
         market = Market(Catalog.from_config(config), StreamNames(s.symbol for s in config.symbols), hub)
         tailer = Tailer(redis_client, config.engine.shards, market, config)
         await tailer.catch_up()
@@ -702,11 +700,11 @@ def follow_bench(args: argparse.Namespace) -> int:
         keys = [stream_key(i) for i in range(config.engine.shards)]
         for rate in rates:
             count = int(rate * window)
-            for interval, connected in [(i, True) for i in intervals] + [(intervals[0], False)]:
+            for interval in intervals:
                 client.delete(*keys)
-                out = str(tmp / f"follow-{rate}-{interval}-{connected}.json")
+                out = str(tmp / f"follow-{rate}-{interval}.json")
                 argv = [sys.executable, __file__, "_follow", server.url, str(interval), str(count), repr(window + 20)]
-                child = subprocess.Popen([*argv, out, str(int(connected))], cwd=REPO, stdin=subprocess.DEVNULL)
+                child = subprocess.Popen([*argv, out], cwd=REPO, stdin=subprocess.DEVNULL)
                 deadline = time.monotonic() + 30
                 while not Path(out + ".ready").exists():
                     if child.poll() is not None or time.monotonic() > deadline:
@@ -732,9 +730,8 @@ def follow_bench(args: argparse.Namespace) -> int:
                     "delay_p50_ms": round(delays[len(delays) // 2], 2) if delays else None,
                     "delay_p99_ms": round(delays[int(len(delays) * 0.99)], 2) if delays else None,
                 }  # fmt: skip
-                name = f"{rate}/s {interval}ms" if connected else f"{rate}/s no client"
-                results[name] = row
-                pacing = f"read_interval_ms {interval:2d}" if connected else "no client (idle)   "
+                results[f"{rate}/s {interval}ms"] = row
+                pacing = f"read_interval_ms {interval:2d}"
                 print(
                     f"{rate:5d} entries/s, {pacing}: {row['cpu_us_per_entry']:6.2f} us CPU/entry "
                     f"({row['sys_us_per_entry']:.2f} system), {row['cpu_us_per_read']:6.1f} us/read, "
@@ -771,9 +768,7 @@ def main() -> int:
         "--follow", action="store_true", help="the follower's CPU per entry and delay per read interval, live Redis"
     )
     parser.add_argument("--rates", default="", help="--follow: entries/s, comma-separated (default 1000,2500,5000)")
-    parser.add_argument(
-        "--intervals", default="", help="--follow: read_interval_ms values, the first also without client (2,0,1,5,10)"
-    )
+    parser.add_argument("--intervals", default="", help="--follow: read_interval_ms values (2,0,1,5,10)")
     parser.add_argument(
         "--callgrind", action="store_true", help="instructions per entry/event/order by phase, under valgrind"
     )
@@ -868,9 +863,7 @@ if __name__ == "__main__":
     if len(sys.argv) > 1 and sys.argv[1] == "_bare":
         bare_main(int(sys.argv[2]), int(sys.argv[3]), sys.argv[4] if len(sys.argv) > 4 else "")
     elif len(sys.argv) > 1 and sys.argv[1] == "_follow":
-        _follow_child(
-            sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), float(sys.argv[5]), sys.argv[6], sys.argv[7] == "1"
-        )
+        _follow_child(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), float(sys.argv[5]), sys.argv[6])
     elif len(sys.argv) > 1 and sys.argv[1] == "_cg":
         _cg_child(sys.argv[2], sys.argv[3])
     elif len(sys.argv) > 1 and sys.argv[1] == "_client":

@@ -23,7 +23,6 @@ A client's path (``Client.send``):
   than the feed: it is closed with 1008 ``slow consumer`` and its queue
   dropped. Nobody else waits for it.
 
-``wait_for_client`` lets the stream follower sleep until a client connects.
 ``watch`` (set by ``wsfeed.market``) is told the name of a stream that got
 its first subscriber or lost its last, so that the market can cache which of
 a symbol's streams anyone listens to. Removing a client from the subscription tables is deferred to the next loop
@@ -186,27 +185,12 @@ class Hub:
         self.delivered = 0
         self.slow_closed = 0
         self.watch: Callable[[str], None] | None = None  # told of a stream that got its first or lost its last client
-        self._client_waiter: asyncio.Future[None] | None = None  # wait_for_client's, woken by add
 
     def has(self, stream: str) -> bool:
         return stream in self.subs
 
     def add(self, client: Client) -> None:
         self.clients[client] = None
-        waiter = self._client_waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
-
-    async def wait_for_client(self, timeout_s: float) -> None:
-        """Sleep ``timeout_s``, or less: until a client connects (``add``)."""
-        loop = asyncio.get_running_loop()
-        waiter = self._client_waiter = loop.create_future()
-        timer = loop.call_later(timeout_s, _wake, waiter)
-        try:
-            await waiter
-        finally:
-            timer.cancel()
-            self._client_waiter = None
 
     def subscribe(self, client: Client, stream: str) -> None:
         client.streams.add(stream)
@@ -283,8 +267,3 @@ class Hub:
                 if client.listen_key is not None:
                     out.setdefault(client.listen_key, []).append(client)
         return out
-
-
-def _wake(waiter: asyncio.Future[None]) -> None:
-    if not waiter.done():
-        waiter.set_result(None)

@@ -27,11 +27,7 @@ on its own, with no consumer group: several processes read the same entries.
   (on this 2-core VM a read costs a few hundred µs of CPU, wake-ups
   included: ``loadtests/bench_ws.py --follow``); a read that finds a full
   chunk is followed at once, and an idle feed never waits: the first entry
-  after a quiet spell goes out as soon as it comes. While no client is
-  connected at all, nobody can see how late the state is: it reads at most
-  every ``IDLE_READ_INTERVAL_S`` instead, and a client that connects ends that
-  wait at once (``Hub.wait_for_client``), so its first messages are no later
-  than with the configured interval.
+  after a quiet spell goes out as soon as it comes.
 
 An entry that cannot be decoded or applied is logged and skipped (its depth
 gap becomes visible to clients as a ``U`` jump) rather than crash-looping the
@@ -62,7 +58,6 @@ log = logging.getLogger("wsfeed.tail")
 CHUNK = 1000  # entries per XRANGE / XREAD
 BLOCK_MS = 1000
 MAX_RETRY_S = 2.0
-IDLE_READ_INTERVAL_S = 0.05  # with no client connected (a connection ends the wait at once)
 
 
 class Tailer:
@@ -161,7 +156,6 @@ class Tailer:
         interval = self.read_interval_s
         conn = XReadConnection.like(self.redis)
         last = self.last
-        hub = getattr(self.market, "hub", None)
         try:
             while not stop.is_set():
                 try:
@@ -182,11 +176,7 @@ class Tailer:
                     self.on_entry()
                 if full:
                     continue
-                if hub is not None and not hub.clients:  # nobody to see how late: read seldom, until one connects
-                    wait = read_at + IDLE_READ_INTERVAL_S - time.monotonic()
-                    if wait > 0:
-                        await hub.wait_for_client(wait)
-                elif interval:
+                if interval:
                     wait = read_at + interval - time.monotonic()
                     if wait > 0:
                         await asyncio.sleep(wait)

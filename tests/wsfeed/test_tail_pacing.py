@@ -12,32 +12,26 @@ import redis.asyncio as aioredis
 from deploy.config import build_config
 from shards.events import decode_events
 from tests.wsfeed.harness import Journal
-from wsfeed.hub import Hub
-from wsfeed.tail import IDLE_READ_INTERVAL_S, Tailer
+from wsfeed.tail import Tailer
 
 
 class CountingMarket:
-    """Stands in for wsfeed.market.Market: keeps the sequence numbers it is given; its hub has ``clients``."""
+    """Stands in for wsfeed.market.Market: keeps the sequence numbers it is given."""
 
-    def __init__(self, clients: int) -> None:
+    def __init__(self) -> None:
         self.seqs: list[int] = []
-        self.hub = Hub()
-        for _ in range(clients):
-            self.hub.clients[object()] = None  # type: ignore[index]
 
     def apply_packed(self, data: bytes, live: bool) -> None:
         self.seqs.extend(e.seq for e in decode_events(data))
 
 
-def _follow_while_writing(
-    url: str, interval_ms: int, entries: int, clients: int = 1
-) -> tuple[CountingMarket, int, float]:
+def _follow_while_writing(url: str, interval_ms: int, entries: int) -> tuple[CountingMarket, int, float]:
     config = build_config({"wsfeed": {"read_interval_ms": interval_ms}, "engine": {"shards": 1}}, {"REDIS_URL": url})
     journal = Journal(url)
 
     async def main() -> tuple[CountingMarket, int, float]:
         client = aioredis.Redis.from_url(url)
-        market = CountingMarket(clients)
+        market = CountingMarket()
         tailer = Tailer(client, 1, market, config)  # type: ignore[arg-type]
         reads = 0
 
@@ -74,27 +68,3 @@ def test_a_loaded_tailer_reads_once_per_interval_and_applies_every_entry(service
     # assert
     assert market.seqs == list(range(1, 81))
     assert reads <= 2 + math.ceil(elapsed / 0.1), f"{reads} reads in {elapsed:.2f} s"
-
-
-def test_with_no_client_connected_it_reads_at_the_idle_pace_and_applies_every_entry(services: Any) -> None:
-    # arrange / act: 80 entries 2 ms apart, read_interval_ms 2, nobody connected
-    market, reads, elapsed = _follow_while_writing(services.redis_db_url(), 2, 80, clients=0)
-    # assert
-    assert market.seqs == list(range(1, 81))
-    assert reads <= 2 + math.ceil(elapsed / IDLE_READ_INTERVAL_S), f"{reads} reads in {elapsed:.2f} s"
-
-
-def test_a_client_that_connects_ends_the_idle_wait() -> None:
-    # arrange
-    hub = Hub()
-
-    async def main() -> bool:
-        waiting = asyncio.create_task(hub.wait_for_client(3600))
-        await asyncio.sleep(0)
-        # act
-        hub.add(object())  # type: ignore[arg-type]
-        await asyncio.wait_for(waiting, 10)
-        return waiting.done()
-
-    # assert
-    assert asyncio.run(main())
