@@ -297,41 +297,24 @@ class Market:
                     if live and st.w_trade:
                         self._publish_trade(st, now, ts, tid, price, qty, taker_side)
                     orders = st.orders
-                    order = orders.get(taker)
-                    if order is None:
-                        self.unknown += 1
-                    else:
+                    for oid, is_maker in ((taker, False), (maker, True)):  # both sides of the trade, taker first
+                        order = orders.get(oid)
+                        if order is None:
+                            self.unknown += 1
+                            continue
                         executed = order[EXEC] + qty
                         if order[QUOTE_QTY] and not order[ORIG]:
-                            done = last_fill_of_quote_order(data, pos, sid, taker)
+                            done = last_fill_of_quote_order(data, pos, sid, oid)
                         else:
                             done = executed >= order[ORIG]
                         order = (order[U], order[RAW], order[ORIG], order[QUOTE_QTY], executed, order[CUM] + quote)
                         if done:
-                            del orders[taker]
+                            del orders[oid]
                         else:
-                            orders[taker] = order
+                            orders[oid] = order
                         if live and order[U] in users:
                             status = "FILLED" if done else "PARTIALLY_FILLED"
-                            text = report(st.rules, taker, order, now, ts, "TRADE", status, qty, price, tid, False)
-                            hub.publish_user(order[U], text)
-                    order = orders.get(maker)
-                    if order is None:
-                        self.unknown += 1
-                    else:
-                        executed = order[EXEC] + qty
-                        if order[QUOTE_QTY] and not order[ORIG]:
-                            done = last_fill_of_quote_order(data, pos, sid, maker)
-                        else:
-                            done = executed >= order[ORIG]
-                        order = (order[U], order[RAW], order[ORIG], order[QUOTE_QTY], executed, order[CUM] + quote)
-                        if done:
-                            del orders[maker]
-                        else:
-                            orders[maker] = order
-                        if live and order[U] in users:
-                            status = "FILLED" if done else "PARTIALLY_FILLED"
-                            text = report(st.rules, maker, order, now, ts, "TRADE", status, qty, price, tid, True)
+                            text = report(st.rules, oid, order, now, ts, "TRADE", status, qty, price, tid, is_maker)
                             hub.publish_user(order[U], text)
                 elif kind == T_EXPIRED:
                     ts, sid, oid, reason = _EXPIRED.unpack_from(data, pos)
