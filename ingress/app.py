@@ -25,6 +25,7 @@ import redis.asyncio as aioredis
 from ingress.dispatch import EngineClient
 from ingress.errors import install_error_handlers
 from ingress.fastpath import PATH, FastOrderPost
+from ingress.reply import OneWriteSend, Replier
 from ingress.resources import admin, health, history, market, orders, userstream
 from ingress.resources.base import Context
 from ingress.symbols import Catalog
@@ -83,16 +84,32 @@ class ExchangeApp(falcon.asgi.App):
     falcon decodes the query string before any error handler can see the request:
     a query string that is not UTF-8 is answered here, as -1100. A plain signed
     ``POST /api/v3/order`` goes through the fast lane first (``ingress/fastpath.py``).
+    falcon's answers reach uvicorn through ``OneWriteSend`` (``reply.py``): status
+    line, headers and body in one socket write instead of two.
     """
 
     exchange: Context
     fast_order: FastOrderPost | None = None  # the fast lane of POST /api/v3/order (``ingress/fastpath.py``)
+    replier: Replier | None = None  # one write per falcon answer where it can (None: uvicorn's two writes)
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:  # type: ignore[override]
-        fast = self.fast_order
-        if fast is not None and scope["type"] == "http" and scope["path"] == PATH and scope["method"] == "POST":
-            if await fast(scope, send):
+        if scope["type"] == "http":
+            fast = self.fast_order
+            if fast is not None and scope["path"] == PATH and scope["method"] == "POST":
+                if await fast(scope, send):
+                    return
+            replier = self.replier
+            if replier is not None and replier.enabled:
+                one = OneWriteSend(send, replier)
+                try:
+                    await self._answer(scope, receive, one)
+                finally:
+                    await one.flush()
                 return
+        await self._answer(scope, receive, send)
+
+    async def _answer(self, scope: Any, receive: Any, send: Any) -> None:
+        """falcon's answer, or the -1100 one when the query string is not UTF-8."""
         try:
             await super().__call__(scope, receive, send)
         except UnicodeDecodeError:
@@ -103,8 +120,9 @@ class ExchangeApp(falcon.asgi.App):
             await send({"type": "http.response.body", "body": _BAD_QUERY})
 
 
-def create_app(config: Any, engine: EngineClient, *, fast_lane: bool = True) -> ExchangeApp:
-    """The falcon ASGI app of one ingress worker (``fast_lane=False``: every request through falcon)."""
+def create_app(config: Any, engine: EngineClient, *, fast_lane: bool = True, one_write: bool = True) -> ExchangeApp:
+    """The falcon ASGI app of one ingress worker (``fast_lane=False``: every request through falcon;
+    ``one_write=False``: falcon's answers as uvicorn writes them, two socket writes)."""
     catalog = Catalog.from_config(config)
     users = UserDirectory(config.postgres.url)
     ctx = Context(config, engine, catalog, users)
@@ -129,4 +147,5 @@ def create_app(config: Any, engine: EngineClient, *, fast_lane: bool = True) -> 
     history.register(app, ctx)
     app.exchange = ctx
     app.fast_order = FastOrderPost(ctx) if fast_lane else None
+    app.replier = Replier() if one_write else None
     return app

@@ -18,6 +18,15 @@ It falls back to the two ASGI messages whenever it cannot vouch for that: a
 already started, writing paused by flow control, a disconnected client, or
 default headers that uvicorn would interpret (connection, content-length,
 transfer-encoding). Never logs, never raises for a condition it can check.
+
+``OneWriteSend`` gives the same one write to an ASGI app that sends the two
+messages itself (falcon, for every route but the fast lane): it holds the
+``http.response.start`` message and, when the whole body follows in one
+``http.response.body``, answers both with ``Replier.write``; anything it cannot
+vouch for (a HEAD request, a streamed body, a content-length that is not the
+body's, a header uvicorn interprets or would refuse) goes to uvicorn's ``send``
+as the messages it was given, in order. ``flush`` hands on a start still held
+when the app ends without a body.
 """
 
 from __future__ import annotations
@@ -25,12 +34,15 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
-try:  # the coupling is to these two names of uvicorn's httptools protocol, checked at import
+try:  # the coupling is to these names of uvicorn's httptools protocol, checked at import
+    from uvicorn.protocols.http.httptools_impl import HEADER_RE as _HEADER_RE
+    from uvicorn.protocols.http.httptools_impl import HEADER_VALUE_RE as _HEADER_VALUE_RE
     from uvicorn.protocols.http.httptools_impl import STATUS_LINE as _STATUS_LINE
     from uvicorn.protocols.http.httptools_impl import RequestResponseCycle as _Cycle
 except ImportError:  # pragma: no cover - uvicorn without httptools: always the ASGI path
     _Cycle = None
     _STATUS_LINE = {}
+    _HEADER_RE = _HEADER_VALUE_RE = None
 
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 Header = tuple[bytes, bytes]
@@ -128,3 +140,75 @@ class Replier:
         if not keep_alive:
             transport.close()
         cycle.on_response()
+
+
+class OneWriteSend:
+    """An ASGI ``send`` for one request that joins a start and a whole body into one ``Replier.write``.
+
+    ``await app(scope, receive, one)`` then ``await one.flush()``: the messages reach ``send``
+    unchanged (or as one write with the same bytes), in the order the app sent them.
+    """
+
+    __slots__ = ("send", "replier", "held", "passing")
+
+    def __init__(self, send: Send, replier: Replier) -> None:
+        self.send = send
+        self.replier = replier
+        self.held: dict[str, Any] | None = None  # the start message, until its body comes
+        self.passing = False  # True once the messages go to ``send`` as they come
+
+    async def __call__(self, message: dict[str, Any]) -> None:
+        if self.passing:
+            await self.send(message)
+            return
+        start = self.held
+        if start is None:
+            if message["type"] == "http.response.start" and not message.get("trailers"):
+                self.held = message
+                return
+            self.passing = True
+            await self.send(message)
+            return
+        self.held = None
+        self.passing = True
+        if (
+            message["type"] == "http.response.body"
+            and not message.get("more_body", False)
+            and self._write(start, message.get("body", b""))
+        ):
+            return
+        await self.send(start)
+        await self.send(message)
+
+    def _write(self, start: dict[str, Any], body: bytes) -> bool:
+        """The one write of ``start`` and ``body`` when uvicorn would write the same bytes (True)."""
+        status = start["status"]
+        if status not in _STATUS_LINE or status in (204, 304):
+            return False
+        headers = []
+        length = -1
+        for name, value in start.get("headers", ()):
+            name = name.lower()
+            if _HEADER_RE.search(name) or _HEADER_VALUE_RE.search(value):  # type: ignore[union-attr]
+                return False  # uvicorn refuses it: let it
+            if name == b"content-length":
+                if length != -1 or not value.isdigit():
+                    return False
+                length = int(value)
+            elif name in _INTERPRETED:
+                return False
+            headers.append((name, value))
+        if length != len(body):
+            return False
+        cycle = getattr(self.send, "__self__", None)
+        if type(cycle) is not _Cycle or cycle.scope["method"] == "HEAD":  # uvicorn writes no body for HEAD
+            return False
+        return self.replier.write(self.send, status, headers, body)
+
+    async def flush(self) -> None:
+        """Hand on a start message still held (the app ended without sending its body)."""
+        start = self.held
+        if start is not None:
+            self.held = None
+            self.passing = True
+            await self.send(start)
