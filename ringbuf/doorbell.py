@@ -328,17 +328,18 @@ class _Waiting:
         fence_ = self._fence
         if fence_ is not None:
             fence_()
-            marks = 0
-            for word in self._unfenced_words:
-                marks |= word[0]
-            if not marks:
+            if not self._marks():
                 return True
         if not fence.barrier():
             return False
+        return not self._marks() & UNFENCED_UNREGISTERED
+
+    def _marks(self) -> int:
+        """The ``unfenced`` marks of every input ring, or-ed (0: every producer fences)."""
         marks = 0
         for word in self._unfenced_words:
             marks |= word[0]
-        return not marks & UNFENCED_UNREGISTERED
+        return marks
 
     def _wake_up(self) -> None:
         for word in self._sleeping_words:

@@ -171,12 +171,11 @@ class RedisJournal:
         floor = self.trim_floor
         try:
             if floor is None:
-                n = len(data)
                 cmd = b"".join(
                     (
                         self._to_first, _BULK_HEADS[len(first)], first,
                         self._to_last, _BULK_HEADS[len(last)], last,
-                        self._to_events, _BULK_HEADS[n] if n < _BULK_HEADS_KEPT else b"$%d\r\n" % n, data,
+                        self._to_events, bulk_head(len(data)), data,
                         self._to_end, positions, b"\r\n",
                     )
                 )  # fmt: skip

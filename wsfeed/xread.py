@@ -34,16 +34,10 @@ import hiredis
 from redis.asyncio.connection import Connection, UnixDomainSocketConnection
 from redis.exceptions import ResponseError
 
+from shards.journal import pack_command
+
 CONNECT_TIMEOUT_S = 2.0
 REPLY_MARGIN_S = 5.0
-
-
-def pack_command(args: list[bytes]) -> bytes:
-    """One command in RESP (an array of bulk strings)."""
-    parts = [b"*%d\r\n" % len(args)]
-    for arg in args:
-        parts.append(b"$%d\r\n%s\r\n" % (len(arg), arg))
-    return b"".join(parts)
 
 
 def _b(value: Any) -> bytes:
