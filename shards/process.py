@@ -184,11 +184,9 @@ class ShardLoop:
         self.dropped_answers = 0  # only ever non-zero after a stop with no reader left
         self._pong = Pong(index)
         self._part_error: Exception | None = None  # set by _order_part while a C NewOrders call runs
-        # per command ring: (ring, its answers of this turn, its answer producer, that producer's single-record
-        # send when it has one, the answer ring's max_record)
-        self._lanes: list[tuple[Ring, list[bytes], Producer, Callable[[bytes], bool] | None, int]] = [
-            (ring, [], producer, getattr(producer, "send", None), producer.ring.max_record)
-            for ring, producer in zip(self.command_rings, self.answers, strict=True)
+        # per command ring: (ring, its answers of this turn, its answer producer)
+        self._lanes: list[tuple[Ring, list[bytes], Producer]] = [
+            (ring, [], producer) for ring, producer in zip(self.command_rings, self.answers, strict=True)
         ]
 
     def run(self) -> None:
@@ -219,7 +217,7 @@ class ShardLoop:
         deadline = 0.0
         while True:  # group commit: gather more while commands keep arriving, up to batch_max and flush_us
             got = 0
-            for ring, answers, _producer, _send_one, _max_record in lanes:
+            for ring, answers, _producer in lanes:
                 records = ring.read(batch_max)
                 if not records:
                     continue
@@ -250,14 +248,10 @@ class ShardLoop:
         self.commands += total
         self.batches += 1
         self.sink.append_encoded(engine.take_encoded(), engine.last_seq)
-        for _ring, answers, producer, send_one, max_record in lanes:  # each record read has its answer here
+        for _ring, answers, producer in lanes:  # each record read has its answer here
             if answers:
-                if send_one is not None and len(answers) == 1 and len(answers[0]) <= max_record:
-                    if not send_one(answers[0]):  # one answer: Producer.send, one C call on a CRing
-                        self._send(producer, answers)
-                else:
-                    self._send(producer, answers)
-        for ring, answers, _producer, _send_one, _max_record in lanes:  # commits after every answer is out
+                self._send(producer, answers)
+        for ring, answers, _producer in lanes:  # commits after every answer is out
             if answers:
                 ring.commit()
                 answers.clear()
@@ -353,6 +347,8 @@ class ShardLoop:
         ring = producer.ring
         if max(map(len, answers)) > ring.max_record:
             answers = [part for a in answers for part in fragment_answer(a, ring.max_record)]
+        elif len(answers) == 1 and producer.send(answers[0]):  # one answer: one C call on a CRing
+            return
         sent = producer.send_batch(answers)
         if sent == len(answers):
             return

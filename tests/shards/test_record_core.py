@@ -61,6 +61,10 @@ class StubProducer:
     def __init__(self) -> None:
         self.sent: list[bytes] = []
 
+    def send(self, record: bytes) -> bool:
+        self.sent.append(record)
+        return True
+
     def send_batch(self, records: list[bytes]) -> int:
         self.sent.extend(records)
         return len(records)
