@@ -19,6 +19,7 @@ from setproctitle import setproctitle
 
 from deploy.config import load_config
 from deploy.log import log_event, set_process_name
+from deploy.procs import lower_priority
 from deploy.roles import role_modules
 from deploy.topology import ProcessContext
 
@@ -39,8 +40,8 @@ def main(argv: list[str] | None = None) -> int:
         log_event("affinity_set", cpus=",".join(map(str, cpus)))
     nice = config.nice.get(role, 0)
     if nice:
-        os.nice(nice)
-        log_event("nice_set", nice=nice)
+        group = lower_priority(nice)
+        log_event("nice_set", nice=nice, group=group)
     module = importlib.import_module(role_modules()[role])
     module.run(config, ctx, index)
     return 0

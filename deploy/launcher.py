@@ -44,13 +44,14 @@ from deploy.embedded import ServerProcess, start_postgres, start_redis
 from deploy.lock import DataDirLock
 from deploy.log import log_event, set_process_name
 from deploy.migrate import apply_migrations
-from deploy.procs import die_with_parent
+from deploy.procs import die_with_parent, lower_children, lower_priority
 from deploy.roles import ROLE_TABLE, check_roles
 from deploy.supervisor import Supervisor
 from deploy.topology import ProcessContext, Topology, instance_id
 
 CHILD_STOP_DEADLINE_S = 15.0
 SERVER_STOP_DEADLINE_S = 30.0
+BACKEND_SWEEP_S = 1.0  # how often the embedded PostgreSQL's new backends get their priority lowered
 
 
 class LaunchError(Exception):
@@ -151,6 +152,32 @@ def _start_servers(config: Config, stack: contextlib.ExitStack, env: dict[str, s
     return servers
 
 
+class _BackendPriority:
+    """Lowers the priority of the embedded PostgreSQL's backends as they appear (``[nice] postgres``).
+
+    Each backend leads a session of its own (PostgreSQL calls ``setsid``), so it inherits the postmaster's nice
+    value but not its scheduling group's (``deploy.procs``): without this sweep, once a second, the writers'
+    backends would compete with the order path as equals.
+    """
+
+    def __init__(self, servers: list[ServerProcess], nice: int) -> None:
+        pg = next((s for s in servers if s.name == "postgres"), None)
+        self.postmaster = pg.proc.pid if pg is not None and nice else 0
+        self.nice = nice
+        self.done: set[int] = set()
+        self.next_sweep = 0.0
+        if self.postmaster:  # its preexec could not set its group once it had switched to the postgres user
+            lower_priority(nice, self.postmaster)
+
+    def sweep(self) -> None:
+        now = time.monotonic()
+        if not self.postmaster or now < self.next_sweep:
+            return
+        self.next_sweep = now + BACKEND_SWEEP_S
+        for pid in lower_children(self.postmaster, self.nice, self.done):
+            log_event("postgres_backend_niced", pid=pid, nice=self.nice)
+
+
 def _stop_server(server: ServerProcess) -> None:
     status = server.stop(SERVER_STOP_DEADLINE_S)
     log_event("server_stopped", server=server.name, pid=server.proc.pid, status=status)
@@ -248,8 +275,10 @@ def up(config: Config, config_path: Path | None) -> int:
             _print_banner(config, rest_url, ws_url, token_source, servers)
             fields = {"rest": rest_url, **({"ws": ws_url} if ws_url else {})}
             log_event("ready", **fields, data_dir=str(config.data_dir), roles=",".join(modules.values()))
+        backends = _BackendPriority(servers, config.nice.get("postgres", 0))
         while stop.requested is None:
             supervisor.poll()
+            backends.sweep()
             dead = [s for s in servers if not s.alive()]
             if dead:
                 for server in dead:
