@@ -62,7 +62,8 @@ per read, and the delay from XADD to apply (Redis entry-id clock: ms).
 
 Usage: ``python loadtests/bench_ws.py [--quick] [--duration S] [--client-procs N] [--bare-source self|redis]``
 or ``python loadtests/bench_ws.py --feed-only [--quick] [--orders N] [--batch B] [--per-read R] [--profile]``
-or ``python loadtests/bench_ws.py --callgrind [--quick] [--orders N]`` (valgrind; about 3 minutes quick)
+or ``python loadtests/bench_ws.py --callgrind [--quick] [--orders N]`` (valgrind; the stages run side by side;
+--quick runs only the "all" and "subscribed" stages, ~22 s)
 or ``python loadtests/bench_ws.py --follow [--quick] [--rates R,..] [--intervals MS,..] [--duration S]``.
 ``--quick`` (< 30 s): 1.5 s windows after 0.7 s + 1 s per 700 subscribers to connect.
 The last stdout line is one JSON object.
@@ -453,6 +454,7 @@ CG_STAGES = (
     ("all", None, "OrderExpired and the rest: orders leaving"),
     ("subscribed", None, "every public stream subscribed, every user connected, timers: the messages"),
 )
+CG_QUICK_STAGES = ("all", "subscribed")  # --quick: the headline figures only (a stage: Python under valgrind)
 
 
 class _NullClient:
@@ -574,20 +576,39 @@ def callgrind(args: argparse.Namespace) -> int:
         entries, events, reads = _cg_prepare(orders, args.batch, args.per_read, data)
         per_reply_ms = orders / CG_ORDERS_PER_MS / reads
         previous = 0
-        for stage, _, what in CG_STAGES:
-            out = tmp / f"cg.{stage}"
-            started = time.monotonic()
-            proc = subprocess.run(
-                ["valgrind", "--tool=callgrind", "--toggle-collect=functools_reduce", f"--callgrind-out-file={out}",
-                 sys.executable, __file__, "_cg", str(data), stage],
-                cwd=REPO, capture_output=True, text=True, env={**os.environ, "CG_MS_PER_REPLY": repr(per_reply_ms)},
+        stages = [row for row in CG_STAGES if not args.quick or row[0] in CG_QUICK_STAGES]
+        started = time.monotonic()
+        procs = {  # every stage at once: each is one process under valgrind, the machine's cores share them
+            stage: subprocess.Popen(
+                [
+                    "valgrind",
+                    "--tool=callgrind",
+                    "--toggle-collect=functools_reduce",
+                    f"--callgrind-out-file={tmp / f'cg.{stage}'}",
+                    sys.executable,
+                    __file__,
+                    "_cg",
+                    str(data),
+                    stage,
+                ],
+                cwd=REPO,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+                env={**os.environ, "CG_MS_PER_REPLY": repr(per_reply_ms)},
             )  # fmt: skip
-            if proc.returncode != 0:
-                raise SystemExit(f"stage {stage} failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-3000:]}")
+            for stage, _, _ in stages
+        }
+        outputs = {stage: proc.communicate() for stage, proc in procs.items()}
+        for stage, _, what in stages:
+            out = tmp / f"cg.{stage}"
+            stdout, stderr = outputs[stage]
+            if procs[stage].returncode != 0:
+                raise SystemExit(f"stage {stage} failed:\n{stdout[-2000:]}\n{stderr[-3000:]}")
             total = _cg_total(out)
             part = total - previous
             previous = total if stage != "subscribed" else previous
-            frames = json.loads(proc.stdout.strip().splitlines()[-1])["frames"]
+            frames = json.loads(stdout.strip().splitlines()[-1])["frames"]
             rows[stage] = {
                 "ir": total, "phase_ir": part, "phase_ir_per_entry": round(part / len(entries)),
                 "phase_ir_per_event": round(part / events), "phase_ir_per_order": round(part / orders),
