@@ -52,8 +52,8 @@ def test_lowered_roles_postgres_and_its_later_backends_run_in_lowered_groups(pri
     try:
         wait_ready(proc, log, http=False)
         database_url = _database_url(private_tmp)
-        persist = next(iter(child_pids(proc.pid, "exchange: persist").values()))
-        shard = next(iter(child_pids(proc.pid, "exchange: shard").values()))
+        persist = _child(proc.pid, "exchange: persist")
+        shard = _child(proc.pid, "exchange: shard")
         postmaster = int(re.search(r"event=postgres_ready pid=(\d+)", log.read_text()).group(1))
 
         backend = asyncio.run(_backend_nice(database_url))
@@ -66,6 +66,15 @@ def test_lowered_roles_postgres_and_its_later_backends_run_in_lowered_groups(pri
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(60)
+
+
+def _child(launcher: int, title: str) -> int:
+    """The pid of the launcher's child ``<title> 0``, once it has named itself."""
+    deadline = time.monotonic() + 30
+    while not (found := child_pids(launcher, title)) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert found, f"no process named {title!r}"
+    return found[0]
 
 
 def _database_url(tmp: Path) -> str:
