@@ -3,8 +3,9 @@
 It wires the routes to the resources of ``ingress/resources/``, installs the
 one error mapping (``ingress/errors.py``) and a lifecycle middleware that, at
 ASGI startup, opens the asyncpg pool, loads the user directory (and starts its
-LISTEN) and opens the Redis client used by /health; at shutdown it closes
-them. The ``EngineClient`` is given: its life (rings, reader task) belongs to
+LISTEN) and opens the Redis client used by /health and /metrics, and starts the
+worker's metrics publisher (``ingress/metrics_publisher.py``); at shutdown it
+stops and closes them. The ``EngineClient`` is given: its life (rings, reader task) belongs to
 whoever made it (``ingress/worker.py`` in production, a local engine in tests).
 Nothing here runs per request.
 """
@@ -25,8 +26,9 @@ import redis.asyncio as aioredis
 from ingress.dispatch import EngineClient
 from ingress.errors import install_error_handlers
 from ingress.fastpath import PATH, FastOrderPost
+from ingress.metrics_publisher import WorkerTelemetry
 from ingress.reply import OneWriteSend, Replier
-from ingress.resources import admin, health, history, market, orders, userstream
+from ingress.resources import admin, health, history, market, metrics, orders, userstream
 from ingress.resources.base import Context
 from ingress.symbols import Catalog
 from ingress.users import UserDirectory
@@ -42,8 +44,9 @@ REDIS_TIMEOUT_S = 1.0
 class Lifecycle:
     """Opens the app's database pool, user directory and Redis client at startup; closes them at shutdown."""
 
-    def __init__(self, ctx: Context) -> None:
+    def __init__(self, ctx: Context, telemetry: WorkerTelemetry | None = None) -> None:
         self.ctx = ctx
+        self.telemetry = telemetry
 
     async def process_startup(self, scope: Mapping[str, Any], event: Mapping[str, Any]) -> None:
         ctx = self.ctx
@@ -59,9 +62,13 @@ class Lifecycle:
             )
         else:
             log.warning("redis.url is empty: /health will report redis down")
+        if self.telemetry is not None and ctx.redis is not None:
+            self.telemetry.start(ctx.redis)
 
     async def process_shutdown(self, scope: Mapping[str, Any], event: Mapping[str, Any]) -> None:
         ctx = self.ctx
+        if self.telemetry is not None:
+            await self.telemetry.stop()
         await ctx.users.close()
         if ctx.redis is not None:
             redis, ctx.redis = ctx.redis, None
@@ -126,10 +133,12 @@ def create_app(config: Any, engine: EngineClient, *, fast_lane: bool = True, one
     catalog = Catalog.from_config(config)
     users = UserDirectory(config.postgres.url)
     ctx = Context(config, engine, catalog, users)
-    app = ExchangeApp(middleware=[Lifecycle(ctx)])
+    telemetry = WorkerTelemetry(engine, getattr(engine, "worker_index", 0), config.rest.workers)
+    app = ExchangeApp(middleware=[Lifecycle(ctx, telemetry)])
     app.req_options.keep_blank_qs_values = True
     app.req_options.auto_parse_qs_csv = False
     install_error_handlers(app)
+    telemetry.count_errors(app)  # the same handlers, each counting the status it answers
 
     app.add_route("/api/v3/ping", market.Ping(ctx))
     app.add_route("/api/v3/time", market.Time(ctx))
@@ -143,6 +152,7 @@ def create_app(config: Any, engine: EngineClient, *, fast_lane: bool = True, one
     app.add_route("/api/v3/batchOrders", orders.BatchOrders(ctx))
     app.add_route("/admin/v1/users", admin.Users(ctx))
     app.add_route("/health", health.Health(ctx))
+    app.add_route("/metrics", metrics.Metrics(ctx, telemetry))
     userstream.register(app, ctx)
     history.register(app, ctx)
     app.exchange = ctx
