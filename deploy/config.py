@@ -97,9 +97,13 @@ class AccountsConfig:
 class RedisConfig:
     url: str = field(default="", repr=False)  # "" = embedded Redis in data_dir/redis
     appendfsync: str = "everysec"
+    unix_socket: bool = True  # embedded Redis: clients use its unix socket (data_dir/redis/redis.sock), else TCP
 
     def __repr__(self) -> str:
-        return f"RedisConfig(url={_mask_url(self.url)!r}, appendfsync={self.appendfsync!r})"
+        return (
+            f"RedisConfig(url={_mask_url(self.url)!r}, appendfsync={self.appendfsync!r}, "
+            f"unix_socket={self.unix_socket!r})"
+        )
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -418,7 +422,7 @@ def build_config(raw: Mapping[str, Any], env: Mapping[str, str] = os.environ) ->
     _check_keys(sections["engine"], set(EngineConfig.__dataclass_fields__), "engine.")
     _check_keys(sections["persist"], set(PersistConfig.__dataclass_fields__), "persist.")
     _check_keys(sections["accounts"], set(AccountsConfig.__dataclass_fields__), "accounts.")
-    _check_keys(sections["redis"], {"url", "appendfsync"}, "redis.")
+    _check_keys(sections["redis"], set(RedisConfig.__dataclass_fields__), "redis.")
     _check_keys(sections["postgres"], {"url"}, "postgres.")
 
     procs = default_process_count()
@@ -459,9 +463,13 @@ def build_config(raw: Mapping[str, Any], env: Mapping[str, str] = os.environ) ->
     if not isinstance(enabled, bool):
         raise ConfigError("accounts.enabled", f"must be true or false, got {enabled!r}")
     accounts = AccountsConfig(enabled=enabled, risk_shards=_int(t, "risk_shards", "accounts.", 1, minimum=1))
+    unix_socket = sections["redis"].get("unix_socket", True)
+    if not isinstance(unix_socket, bool):
+        raise ConfigError("redis.unix_socket", f"must be true or false, got {unix_socket!r}")
     redis = RedisConfig(
         url=env.get("REDIS_URL") or _url(sections["redis"], "url", "redis.", ("redis://", "rediss://", "unix://")),
         appendfsync=_choice(sections["redis"], "appendfsync", "redis.", "everysec", APPENDFSYNC),
+        unix_socket=unix_socket,
     )
     postgres = PostgresConfig(
         url=env.get("DATABASE_URL") or _url(sections["postgres"], "url", "postgres.", ("postgresql://", "postgres://"))

@@ -10,6 +10,16 @@ connections and returns a handle with its ``url``; a server that fails to start
 raises ``EmbeddedError`` with the tail of its log (``data_dir/postgres.log``,
 ``data_dir/redis.log``). Data survives a stop and a new start on the same folder.
 
+Redis also listens on a unix socket, ``data_dir/redis/redis.sock`` (folder and
+socket mode 0700: only this user connects), unless ``unix_socket=False``; its
+``url`` is then the socket's, ``unix://:<password>@/abs/path/redis.sock?db=0``
+(what redis-py's ``from_url`` reads), and ``tcp_url`` stays the TCP one
+(``redis://:<password>@127.0.0.1:<port>/0``, for tools). Every XADD of the
+order path is a round trip to Redis: over a unix socket it skips the kernel's
+TCP work on both sides. A path longer than ``sockaddr_un.sun_path`` holds
+(107 bytes plus the NUL) cannot be bound: Redis then runs on TCP only, and that
+is logged (``redis_unix_socket_skipped``).
+
 PostgreSQL refuses to run as root: when this process is root, the server runs as
 the unprivileged system user ``exchange-pg`` (created with ``useradd --system`` if
 missing), which owns ``data_dir/postgres``; every folder above it and above the
@@ -38,6 +48,7 @@ import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import parse_qsl, quote, urlencode, urlsplit
 
 from deploy.log import log_event
 from deploy.procs import die_with_parent
@@ -63,6 +74,8 @@ class ServerProcess:
     log_path: Path
     port: int
     stop_signal: signal.Signals
+    tcp_url: str = field(default="", repr=False)  # the TCP form of ``url`` (the same when ``url`` is TCP)
+    socket_path: Path | None = None  # the unix socket ``url`` names, if any
 
     def alive(self) -> bool:
         return self.proc.poll() is None
@@ -330,7 +343,7 @@ def start_postgres(data_dir: Path, *, port: int = 0, nice: int = 0) -> ServerPro
     base = f"postgresql://postgres:{password}@127.0.0.1:{port}"
     server = ServerProcess(
         name="postgres", url=f"{base}/{DATABASE_NAME}", proc=proc, log_path=log_path, port=port,
-        stop_signal=signal.SIGINT,
+        stop_signal=signal.SIGINT, tcp_url=f"{base}/{DATABASE_NAME}",
     )  # fmt: skip
     _wait_ready(server, lambda: asyncio.run(_try_connect(f"{base}/postgres")), "PostgreSQL")
     asyncio.run(ensure_database(f"{base}/postgres", DATABASE_NAME))
@@ -340,13 +353,56 @@ def start_postgres(data_dir: Path, *, port: int = 0, nice: int = 0) -> ServerPro
 
 # --- Redis ----------------------------------------------------------------------
 
+REDIS_SOCKET_NAME = "redis.sock"
+SUN_PATH_MAX = 107  # bytes in a unix socket path: sockaddr_un.sun_path is 108 on Linux, with the terminating NUL
+
 
 def _quote(value: str) -> str:
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-def _redis_ping(port: int, password: str) -> None:
-    with socket.create_connection(("127.0.0.1", port), timeout=2) as s:
+def redis_socket_path(data_dir: Path) -> Path | None:
+    """The embedded Redis's unix socket for ``data_dir``, or None when that path is too long to bind."""
+    path = data_dir.absolute() / "redis" / REDIS_SOCKET_NAME
+    return path if len(os.fsencode(path)) <= SUN_PATH_MAX else None
+
+
+def redis_url(password: str, *, port: int = 0, socket_path: Path | None = None, db: int = 0) -> str:
+    """The embedded Redis's URL: its unix socket when ``socket_path`` is given, else 127.0.0.1:``port``.
+
+    ``unix://:<password>@/abs/path/redis.sock?db=<db>`` or ``redis://:<password>@127.0.0.1:<port>/<db>``.
+    """
+    secret = quote(password, safe="")
+    if socket_path is not None:
+        return f"unix://:{secret}@{quote(str(socket_path))}?db={db}"
+    return f"redis://:{secret}@127.0.0.1:{port}/{db}"
+
+
+def with_redis_db(url: str, db: int) -> str:
+    """``url`` (``redis://``, ``rediss://`` or ``unix://``) naming logical database ``db`` instead of its own."""
+    parts = urlsplit(url)
+    query = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k != "db"]
+    if parts.scheme == "unix":  # the path is the socket: the db goes in the query
+        path, query = parts.path, [*query, ("db", str(db))]
+    else:
+        path = f"/{db}"
+    tail = f"?{urlencode(query)}" if query else ""
+    return f"{parts.scheme}://{parts.netloc}{path}{tail}"
+
+
+def _redis_ping(address: tuple[str, int] | Path, password: str) -> None:
+    """AUTH and PING on a new connection to ``address`` (TCP host and port, or a unix socket); raise unless PONG."""
+    if isinstance(address, Path):
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.settimeout(2)
+        try:
+            s.connect(str(address))
+        except BaseException:
+            s.close()
+            raise
+    else:
+        s = socket.create_connection(address, timeout=2)
+    with s:
         s.sendall(f"*2\r\n$4\r\nAUTH\r\n${len(password)}\r\n{password}\r\n*1\r\n$4\r\nPING\r\n".encode())
         reply = b""
         while b"PONG" not in reply:
@@ -356,14 +412,28 @@ def _redis_ping(port: int, password: str) -> None:
             reply += chunk
 
 
-def start_redis(data_dir: Path, *, appendfsync: str = "everysec", port: int = 0) -> ServerProcess:
-    """Start Redis on ``data_dir/redis`` with its append-only file on and ``appendfsync`` as given."""
+def start_redis(
+    data_dir: Path, *, appendfsync: str = "everysec", port: int = 0, unix_socket: bool = True
+) -> ServerProcess:
+    """Start Redis on ``data_dir/redis`` with its append-only file on and ``appendfsync`` as given.
+
+    It listens on 127.0.0.1:``port`` (0: a free one) and, with ``unix_socket`` and a short enough
+    path, on ``data_dir/redis/redis.sock``; ``url`` then names the socket (module docstring).
+    """
     data_dir = data_dir.absolute()
     redis_dir = data_dir / "redis"
     redis_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    redis_dir.chmod(0o700)  # the socket's folder: only this user reaches the socket
     password = credentials(data_dir)["redis_password"]
     log_path = data_dir / "redis.log"
     port = port or free_port()
+    socket_path = redis_socket_path(data_dir) if unix_socket else None
+    if unix_socket and socket_path is None:
+        wanted = redis_dir / REDIS_SOCKET_NAME
+        log_event(
+            "redis_unix_socket_skipped", "warning", path=str(wanted), bytes=len(os.fsencode(wanted)),
+            limit=SUN_PATH_MAX, reason="path too long for sun_path: clients use TCP",
+        )  # fmt: skip
     conf = redis_dir / "redis.conf"
     fd = os.open(conf, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as f:
@@ -373,6 +443,8 @@ def start_redis(data_dir: Path, *, appendfsync: str = "everysec", port: int = 0)
             f"dir {_quote(str(redis_dir))}\nappendonly yes\nappendfilename appendonly.aof\n"
             f'appendfsync {appendfsync}\nsave ""\nrequirepass {password}\nlogfile ""\n'
         )
+        if socket_path is not None:
+            f.write(f"unixsocket {_quote(str(socket_path))}\nunixsocketperm 700\n")
     with open(log_path, "ab") as log:
         proc = subprocess.Popen(
             [str(redis_server_path()), str(conf)],
@@ -383,10 +455,20 @@ def start_redis(data_dir: Path, *, appendfsync: str = "everysec", port: int = 0)
             start_new_session=True,
             preexec_fn=die_with_parent(signal.SIGTERM),
         )
+    tcp_url = redis_url(password, port=port)
     server = ServerProcess(
-        name="redis", url=f"redis://:{password}@127.0.0.1:{port}/0", proc=proc, log_path=log_path, port=port,
-        stop_signal=signal.SIGTERM,
+        name="redis", url=redis_url(password, socket_path=socket_path) if socket_path else tcp_url, proc=proc,
+        log_path=log_path, port=port, stop_signal=signal.SIGTERM, tcp_url=tcp_url, socket_path=socket_path,
     )  # fmt: skip
-    _wait_ready(server, lambda: _redis_ping(port, password), "Redis")
-    log_event("redis_ready", pid=proc.pid, port=port, dir=str(redis_dir), appendfsync=appendfsync)
+
+    def ready() -> None:
+        _redis_ping(("127.0.0.1", port), password)
+        if socket_path is not None:
+            _redis_ping(socket_path, password)
+
+    _wait_ready(server, ready, "Redis")
+    log_event(
+        "redis_ready", pid=proc.pid, port=port, socket=str(socket_path or ""), dir=str(redis_dir),
+        appendfsync=appendfsync,
+    )  # fmt: skip
     return server

@@ -143,7 +143,7 @@ def _start_servers(config: Config, stack: contextlib.ExitStack, env: dict[str, s
         servers.append(pg)
         database_url = pg.url
     if not redis_url:
-        redis = start_redis(config.data_dir, appendfsync=config.redis.appendfsync)
+        redis = start_redis(config.data_dir, appendfsync=config.redis.appendfsync, unix_socket=config.redis.unix_socket)
         stack.callback(_stop_server, redis)
         servers.append(redis)
         redis_url = redis.url
@@ -199,7 +199,8 @@ def _print_banner(config: Config, rest: str, ws: str, token_source: str, servers
     lines.append(f"  PostgreSQL    embedded on 127.0.0.1:{pg.port}" if pg else "  PostgreSQL    DATABASE_URL")
     rd = embedded.get("redis")
     lines.append(
-        f"  Redis         embedded on 127.0.0.1:{rd.port}, appendfsync {config.redis.appendfsync}"
+        f"  Redis         embedded on {f'{rd.socket_path} and ' if rd.socket_path else ''}127.0.0.1:{rd.port}, "
+        f"appendfsync {config.redis.appendfsync}"
         if rd
         else "  Redis         REDIS_URL"
     )

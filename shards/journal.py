@@ -13,7 +13,8 @@ or logs per batch.
 
 The XADD is packed by hand (one join of pieces built once: ``xadd_pieces``) and
 sent on the socket of a redis-py connection that the journal keeps (redis-py
-opens it: address, password, database, the handshake), made blocking with
+opens it: address, password, database, the handshake; a unix socket for a
+``unix://`` URL, as the embedded Redis gives, else TCP), made blocking with
 kernel timeouts (``SO_SNDTIMEO``/``SO_RCVTIMEO``, ``SOCKET_TIMEOUT_S``) so
 that each round trip is two system calls (``sendall``, ``recv_into``), with
 no ``poll`` before each. The reply, one bulk string ``$<n>\r\n<id>\r\n``,

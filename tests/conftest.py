@@ -2,8 +2,10 @@
 
 - ``services`` (session): one embedded PostgreSQL and one embedded Redis for the
   whole test session (``deploy.embedded``), in a temporary folder; attributes
-  ``database_url``, ``redis_url``; ``create_database()`` and ``redis_db_url()``
-  hand a test a fresh database or a flushed Redis logical db.
+  ``database_url``, ``redis_url`` (Redis's unix socket) and ``redis_tcp_url``
+  (the same server on 127.0.0.1); ``create_database()`` and ``redis_db_url()``
+  (``tcp=True``: its TCP form) hand a test a fresh database or a flushed Redis
+  logical db.
 - ``exchange_factory`` (function): ``exchange_factory(**overrides)`` starts
   ``exchange up`` as a subprocess on a temporary data folder, a fresh database, a
   Redis db of its own and free ports, with a TOML file built from the defaults and
@@ -12,7 +14,9 @@
   ``GET /api/v3/ping`` (or, with stand-in roles, for the REST port to accept).
   Keyword arguments starting with ``_`` are not config: ``_roles={"shard":
   "role_sleeper"}`` replaces role modules by stand-ins from tests/deploy/,
-  ``_env`` adds environment variables, ``_wait_http`` forces the readiness check.
+  ``_env`` adds environment variables, ``_wait_http`` forces the readiness check,
+  ``_redis_tcp=True`` gives the exchange the session Redis's TCP URL (default: its
+  unix socket).
   At teardown each exchange gets SIGTERM; the fixture checks that it exited with
   status 0 and left no shared-memory segment.
 """
@@ -40,7 +44,7 @@ from typing import Any
 import pytest
 
 from deploy.config import Config, load_config
-from deploy.embedded import ServerProcess, ensure_database, start_postgres, start_redis
+from deploy.embedded import ServerProcess, ensure_database, start_postgres, start_redis, with_redis_db
 from deploy.roles import ROLE_MODULES_ENV, ROLE_TABLE
 from deploy.topology import instance_id
 
@@ -75,11 +79,15 @@ class Services:
         asyncio.run(ensure_database(self.database_url_for("postgres"), name))
         return self.database_url_for(name)
 
-    def redis_db_url(self) -> str:
-        """URL of a Redis logical db (1..15, db 0 is the session's), flushed."""
+    @property
+    def redis_tcp_url(self) -> str:
+        return self.redis.tcp_url
+
+    def redis_db_url(self, *, tcp: bool = False) -> str:
+        """URL of a Redis logical db (1..15, db 0 is the session's), flushed: its unix socket, or ``tcp``."""
         import redis
 
-        url = self.redis_url.rsplit("/", 1)[0] + f"/{next(self._redis_dbs)}"
+        url = with_redis_db(self.redis_tcp_url if tcp else self.redis_url, next(self._redis_dbs))
         client = redis.Redis.from_url(url)
         try:
             client.flushdb()
@@ -288,12 +296,13 @@ def exchange_factory(services: Services, tmp_path: Path) -> Iterator[Callable[..
         roles = overrides.pop("_roles", None)
         extra_env = overrides.pop("_env", None)
         wait_http = overrides.pop("_wait_http", roles is None or "ingress" not in roles)
+        redis_tcp = overrides.pop("_redis_tcp", False)
         n = next(counter)
         data_dir = tmp_path / f"data{n}"
         data_dir.mkdir()
         token = secrets.token_urlsafe(16)
         database_url = services.create_database("exchange")
-        redis_url = services.redis_db_url()
+        redis_url = services.redis_db_url(tcp=redis_tcp)
         base = {
             "data_dir": str(data_dir),
             "admin_token": token,

@@ -31,7 +31,7 @@ def test_defaults_without_a_file():
     assert config.rest.workers == min(2, os.cpu_count() or 1)
     assert (config.rest.host, config.rest.port, config.wsfeed.port) == ("127.0.0.1", 3000, 4000)
     assert config.engine.wait_strategy == "block"
-    assert config.redis.appendfsync == "everysec"
+    assert config.redis.appendfsync == "everysec" and config.redis.unix_socket is True
     assert config.redis.url == "" and config.postgres.url == "" and config.admin_token == ""
     assert config.data_dir == Path("var").absolute()
 
@@ -59,6 +59,16 @@ def test_hybrid_wait_strategy_takes_its_spin_time(tmp_path):
     config = load_config(path, env={})
 
     assert (config.engine.wait_strategy, config.engine.spin_us) == ("hybrid", 20)
+
+
+def test_redis_unix_socket_can_be_switched_off(tmp_path):
+    path = tmp_path / "exchange.toml"
+    path.write_text("[redis]\nunix_socket = false\n")
+
+    config = load_config(path, env={})
+
+    assert config.redis.unix_socket is False
+    assert "unix_socket=False" in repr(config.redis)
 
 
 def test_example_file_is_valid_and_shows_the_defaults():
@@ -108,9 +118,11 @@ def test_environment_overrides():
 def test_secrets_are_hidden_in_repr():
     env = {"DATABASE_URL": "postgresql://u:dbsecret@db/x", "REDIS_URL": "redis://:redissecret@cache/0"}
     config = build_config({"admin_token": "tokensecret"}, env)
+    unix = build_config({}, {"REDIS_URL": "unix://:unixsecret@/var/x/redis.sock?db=0"})
 
     text = repr(config)
     assert "dbsecret" not in text and "redissecret" not in text and "tokensecret" not in text
+    assert "unixsecret" not in repr(unix) and "unix://:***@/var/x/redis.sock?db=0" in repr(unix)
     assert "postgresql://u:***@db/x" in text
 
 
@@ -134,6 +146,8 @@ def test_secrets_are_hidden_in_repr():
         ({"rest": {"host": "example.com"}}, "rest.host", "'example.com'"),
         ({"redis": {"appendfsync": "sometimes"}}, "redis.appendfsync", "always, everysec, no"),
         ({"redis": {"url": "http://x"}}, "redis.url", "redis://"),
+        ({"redis": {"unix_socket": "no"}}, "redis.unix_socket", "true or false, got 'no'"),
+        ({"redis": {"socket": True}}, "redis.socket", "unknown key redis.socket"),
         ({"accounts": {"enabled": "yes"}}, "accounts.enabled", "true or false"),
         ({"affinity": {"shard.0": []}}, "affinity.shard.0", "non-empty list"),
         ({"affinity": {"shard.9": [0]}}, "affinity.shard.9", "there is no shard 9"),

@@ -97,7 +97,8 @@ def test_up_without_urls_runs_embedded_servers_whose_data_survives_a_restart(pri
     assert first_status == 0 and second_status == 0
     database_url, redis_url = seen["urls"]
     assert re.match(r"postgresql://postgres:[^@]+@127\.0\.0\.1:\d+/exchange$", database_url)
-    assert re.match(r"redis://:[^@]+@127\.0\.0\.1:\d+/0$", redis_url)
+    socket_path = re.escape(str(data_dir / "redis" / "redis.sock"))
+    assert re.match(rf"unix://:[^@]+@{socket_path}\?db=0$", redis_url)  # the embedded Redis's unix socket
     labels = [m.label for m in discover()]
     assert f"event=migrations_applied applied={','.join(labels)}" in first_log
     assert "event=migrations_applied applied=none" in second_log
@@ -107,3 +108,19 @@ def test_up_without_urls_runs_embedded_servers_whose_data_survives_a_restart(pri
         assert not Path(f"/proc/{pid}").exists()  # both servers stopped with the launcher
     assert second_log.index("event=child_stopped role=shard") < second_log.index("event=server_stopped")
     assert shm_segments(instance_id(data_dir)) == []
+
+
+def test_up_with_unix_socket_off_gives_every_process_the_tcp_url(private_tmp):
+    data_dir = private_tmp / "var"
+    config = private_tmp / "c.toml"
+    settings = {"data_dir": str(data_dir), "rest": {"port": 0, "workers": 1}, "wsfeed": {"port": 0},
+                "engine": {"shards": 1}, "redis": {"unix_socket": False}}  # fmt: skip
+    config.write_text(to_toml(settings))
+    seen: list[str] = []
+
+    status, log = _run_once(config, data_dir, private_tmp / "up.log", lambda _db, redis_url: seen.append(redis_url))
+
+    assert status == 0
+    assert re.match(r"redis://:[^@]+@127\.0\.0\.1:\d+/0$", seen[0])
+    assert {line["redis_url"] for line in _starts(data_dir) if "redis_url" in line} == {seen[0]}
+    assert not (data_dir / "redis" / "redis.sock").exists()

@@ -10,6 +10,7 @@ keeps the columns events never touch.
 from __future__ import annotations
 
 import asyncio
+import socket
 from typing import Any
 
 import asyncpg
@@ -133,11 +134,16 @@ def test_a_later_batch_updates_the_orders_it_changes_and_keeps_the_rest(
     assert asyncio.run(_fetch(dsn, "SELECT last_seq FROM persist_progress")) == [(4,)]
 
 
-def test_the_stream_client_reports_error_replies_and_reconnects(services: Any) -> None:
+@pytest.mark.parametrize("tcp", [False, True], ids=["unix", "tcp"])
+def test_the_stream_client_reports_error_replies_and_reconnects(services: Any, tcp: bool) -> None:
+    families = []
+
     async def main() -> tuple[list, list, list]:
-        client = StreamClient(services.redis_db_url(), 5.0)
+        client = StreamClient(services.redis_db_url(tcp=tcp), 5.0)
         try:
             first = await client.call([[b"SET", b"k", b"1"], [b"INCR", b"k"]])
+            assert client._writer is not None
+            families.append(client._writer.get_extra_info("socket").family)
             with pytest.raises(redis.ResponseError):
                 await client.call([[b"XADD", b"k", b"*", b"f", b"v"], [b"GET", b"k"]])  # k is not a stream
             same = await client.call([[b"GET", b"k"]])
@@ -150,6 +156,7 @@ def test_the_stream_client_reports_error_replies_and_reconnects(services: Any) -
     first, same, again = asyncio.run(main())
     assert first == [b"OK", 2]
     assert same == again == [b"2"]
+    assert families == [socket.AF_INET if tcp else socket.AF_UNIX]
 
 
 @pytest.mark.parametrize("values", [(), (7,), [-(2**63), 2**63 - 1, 0, -5], tuple(range(1000))], ids=len)

@@ -13,10 +13,12 @@ unexpected reply or a connection closed mid-reply each end in the retry
 from __future__ import annotations
 
 import socket
+import struct
 import threading
 import time
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -24,6 +26,7 @@ import redis
 
 from ringbuf.ring import PyRing, Ring
 from shards.journal import (
+    SOCKET_TIMEOUT_S,
     RedisJournal,
     bulk_head,
     encode_positions,
@@ -108,6 +111,26 @@ def test_entries_read_back_as_journaled(rings: list[Ring], services: Any) -> Non
     journal.close()
 
 
+@pytest.mark.parametrize("tcp", [False, True], ids=["unix", "tcp"])
+def test_the_journal_socket_is_blocking_with_kernel_timeouts_on_either_transport(services: Any, tcp: bool) -> None:
+    # arrange
+    url = services.redis_db_url(tcp=tcp)
+    admin = redis.Redis.from_url(url)
+    journal = RedisJournal(url, 14, [])
+    # act
+    journal.append_encoded(b"over the socket", 1)
+    sock = journal._sock
+    # assert
+    assert sock is not None and sock.family == (socket.AF_INET if tcp else socket.AF_UNIX)
+    assert sock.gettimeout() is None  # blocking: the kernel timeouts below bound each call
+    want = struct.pack("ll", int(SOCKET_TIMEOUT_S), int(SOCKET_TIMEOUT_S % 1 * 1_000_000))
+    for option in (socket.SO_SNDTIMEO, socket.SO_RCVTIMEO):
+        assert sock.getsockopt(socket.SOL_SOCKET, option, len(want)) == want
+    assert admin.xrange(stream_key(14))[0][1][FIELD_EVENTS] == b"over the socket"
+    journal.close()
+    admin.close()
+
+
 def test_the_minid_turn_trims_and_later_turns_do_not(services: Any) -> None:
     # arrange: a journal without rings (no positions field), three entries
     url = services.redis_db_url()
@@ -155,14 +178,21 @@ class ScriptedRedis:
     """A stand-in Redis on a real socket: OK to the handshake, scripted answers to XADD, an empty XREVRANGE.
 
     ``replies`` holds, per XADD received, the chunks to send (a pause between chunks); a chunk None closes the
-    connection there. Past the script every XADD gets ``9-9``.
+    connection there, a float is a silence of that many seconds. Past the script every XADD gets ``9-9``.
+    It listens on 127.0.0.1, or on the unix socket ``unix_path``; ``url`` says where.
     """
 
-    def __init__(self, replies: list[list[bytes | None]]) -> None:
+    def __init__(self, replies: list[list[bytes | None | float]], unix_path: Path | None = None) -> None:
         self.replies = list(replies)
         self.xadds: list[list[bytes]] = []
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.port = self.listener.getsockname()[1]
+        if unix_path is None:
+            self.listener = socket.create_server(("127.0.0.1", 0))
+            self.url = f"redis://127.0.0.1:{self.listener.getsockname()[1]}/0"
+        else:
+            self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            self.listener.bind(str(unix_path))
+            self.listener.listen()
+            self.url = f"unix://{unix_path}?db=0"
         self.accepting = threading.Thread(target=self._accept, daemon=True)
         self.accepting.start()
 
@@ -192,9 +222,15 @@ class ScriptedRedis:
                     for i, chunk in enumerate(chunks):
                         if chunk is None:
                             return
+                        if isinstance(chunk, float):
+                            time.sleep(chunk)
+                            continue
                         if i:
                             time.sleep(0.05)
-                        conn.sendall(chunk)
+                        try:
+                            conn.sendall(chunk)
+                        except OSError:  # the journal gave up on this connection
+                            return
                 else:
                     conn.sendall(b"+OK\r\n")
 
@@ -230,10 +266,13 @@ ID = b"$12\r\n1700000000-0\r\n"
         ([[b"$12\r\n17000", None], [ID]], True),  # ... and in the middle of it
     ],
 )
-def test_odd_replies_are_read_or_retried(replies: list[list[bytes | None]], retried: bool, capfd: Any) -> None:
+@pytest.mark.parametrize("unix", [False, True], ids=["tcp", "unix"])
+def test_odd_replies_are_read_or_retried(
+    replies: list[list[bytes | None]], retried: bool, unix: bool, capfd: Any, tmp_path: Path
+) -> None:
     # arrange
-    server = ScriptedRedis(replies)
-    journal = RedisJournal(f"redis://127.0.0.1:{server.port}/0", 14, [])
+    server = ScriptedRedis(replies, tmp_path / "redis.sock" if unix else None)
+    journal = RedisJournal(server.url, 14, [])
     try:
         # act
         journal.append_encoded(b"events", 5)
@@ -258,6 +297,26 @@ def test_odd_replies_are_read_or_retried(replies: list[list[bytes | None]], retr
         # the next turn goes out on a connection of its own again
         journal.append_encoded(b"next", 6)
         assert journal.last_id == b"9-9"
+    finally:
+        journal.close()
+        server.close()
+
+
+@pytest.mark.parametrize("unix", [False, True], ids=["tcp", "unix"])
+def test_a_reply_that_does_not_come_times_out_in_the_kernel_and_is_retried(
+    unix: bool, capfd: Any, tmp_path: Path, monkeypatch: Any
+) -> None:
+    # arrange: SO_RCVTIMEO of 0.2 s; the first XADD is answered after 1 s, on a connection the journal gave up
+    monkeypatch.setattr("shards.journal.SOCKET_TIMEOUT_S", 0.2)
+    server = ScriptedRedis([[1.0, ID]], tmp_path / "redis.sock" if unix else None)
+    journal = RedisJournal(server.url, 14, [])
+    try:
+        # act
+        journal.append_encoded(b"events", 5)
+        # assert: the retry read the (empty) tail and sent the XADD again on a new connection
+        err = capfd.readouterr().err
+        assert "event=journal_retry" in err and "Resource temporarily unavailable" in err
+        assert len(server.xadds) == 2 and journal.last_id == b"9-9"
     finally:
         journal.close()
         server.close()

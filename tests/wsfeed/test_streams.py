@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import asyncio
 
+from redis.connection import parse_url
+
 from tests.wsfeed.harness import recv_json, request, until, ws_connect
 
 TRADE_KEYS = {"e", "E", "s", "t", "p", "q", "T", "m"}
@@ -133,7 +135,7 @@ def test_nothing_is_sent_for_streams_not_subscribed(feed):
 def test_redis_connection_loss_costs_nothing_but_delay(feed):
     sid, shard = feed.symbol_id("S05"), feed.shard_of("S05")
     j = feed.journal
-    db = int(feed.redis_url.rsplit("/", 1)[1])
+    db = parse_url(feed.redis_url)["db"]
 
     async def scenario():
         async with ws_connect(f"{feed.url}/ws/s05@depth") as ws:

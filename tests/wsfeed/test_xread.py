@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 from typing import Any
 
 import pytest
@@ -27,20 +28,27 @@ def _run(url: str, body: Any) -> Any:
     return asyncio.run(main())
 
 
-def test_read_returns_the_raw_entries_after_the_given_ids(services: Any) -> None:
+@pytest.mark.parametrize("tcp", [False, True], ids=["unix", "tcp"])
+def test_read_returns_the_raw_entries_after_the_given_ids(services: Any, tcp: bool) -> None:
     # arrange: two streams in a logical db (the connection must SELECT it and AUTH as the URL says)
-    url = services.redis_db_url()
+    url = services.redis_db_url(tcp=tcp)
     sync = redis.Redis.from_url(url)
     first = sync.xadd("s:a", {b"f": b"1", b"e": b"\x01\x02"})
     second = sync.xadd("s:a", {b"f": b"2", b"e": b"\x03"})
     sync.xadd("s:b", {b"e": b"b"})
 
+    families = []
+
     # act
     async def body(conn: XReadConnection) -> Any:
-        return await conn.read({"s:a": first, "s:b": "0-0"}, 10, 100)
+        found = await conn.read({"s:a": first, "s:b": "0-0"}, 10, 100)
+        assert conn._proto is not None and conn._proto.transport is not None
+        families.append(conn._proto.transport.get_extra_info("socket").family)
+        return found
 
     found = _run(url, body)
     # assert
+    assert families == [socket.AF_INET if tcp else socket.AF_UNIX]
     assert found == [[b"s:a", [[second, [b"f", b"2", b"e", b"\x03"]]]], [b"s:b", [[found[1][1][0][0], [b"e", b"b"]]]]]
 
 
@@ -88,7 +96,7 @@ def test_a_connection_killed_by_the_server_raises_and_the_next_read_reconnects(s
 
 def test_a_tls_client_reads_through_redis_py_in_the_same_raw_form(services: Any) -> None:
     # arrange: a client whose pool makes TLS connections gets the redis-py reader, here pointed at plain Redis
-    url = services.redis_db_url()
+    url = services.redis_db_url(tcp=True)  # TLS is TCP: the plain connection class below needs host and port
     sync = redis.Redis.from_url(url)
     entry = sync.xadd("s:t", {b"f": b"1", b"e": b"x"})
 
