@@ -14,5 +14,6 @@ setup(
     ext_modules=[
         Extension("shards._matchcore", ["shards/_matchcore.c"], optional=True, extra_compile_args=CFLAGS),
         Extension("ringbuf._ringcore", ["ringbuf/_ringcore.c"], optional=True, extra_compile_args=CFLAGS),
+        Extension("ingress._batchcore", ["ingress/_batchcore.c"], optional=True, extra_compile_args=CFLAGS),
     ]
 )

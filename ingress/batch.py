@@ -28,11 +28,34 @@ orders spends its time here, not in HTTP, so every step per order counts.
   id that is not purely alphanumeric goes through ``orjson``; every other
   string written here is a decimal or an enum name, which JSON never escapes.
 
+The C core (``ingress._batchcore``, optional; this module stays the
+reference): where it is built, and unless ``INGRESS_BATCH_PURE_PYTHON=1`` (or
+``select_core("python")``), ``validate`` hands the plain LIMIT orders to
+``_batchcore.plan``, ``render`` each Results record to ``_batchcore.render``
+and ``answer_bytes`` the texts to ``_batchcore.join``. The core checks a
+price or quantity text itself, as ``params.price_ticks`` / ``qty_lots`` do
+(grid and range of the symbol, from ``_core_tables``, gathered once per
+catalog), instead of looking it up in the memo tables; it draws generated
+client order ids from the same counter (``_coids``). Each gives the same
+bytes as the Python code here and leaves to it, untouched, every order or
+item it does not write: an order that is not plainly valid, a reject, an ACK
+or RESULT answer, an odd value, a malformed record
+(``tests/ingress/test_batchcore.py`` runs random batches through both paths
+and compares them). One difference in state, none in the bytes: the core does
+not fill the memo tables. (A ``str`` subclass value, which no JSON or form
+parser gives, is left to the Python path, where the lookups above take it
+when its text is remembered and ``params.new_order`` refuses it when not.)
+
 This module does no I/O of its own (the engine seam does) and never logs.
 """
 
 from __future__ import annotations
 
+import importlib
+import itertools
+import os
+import re
+import weakref
 from collections.abc import Sequence
 from operator import itemgetter
 from typing import Any
@@ -65,6 +88,78 @@ _K_ORDER = wire.K_ORDER
 _pack = wire.pack_new_order
 
 
+def _bind_core() -> Any:
+    """``ingress._batchcore`` bound to this install's wire layouts, or None (not built, or a layout it does not
+    write: the Python path then does everything)."""
+    try:
+        _batchcore: Any = importlib.import_module("ingress._batchcore")
+    except ImportError:
+        return None
+    layouts = {
+        "new_order_body": wire._NEW_ORDER_BODY.format,
+        "order_body": wire._ORDER_BODY.format,
+        "results_head": wire._RESULTS_HEAD.format,
+        "rejected_body": wire._REJECTED_BODY.format,
+        "fill": wire._FILL.format,
+        "K_RESULTS": wire.K_RESULTS,
+        "K_ORDER": wire.K_ORDER,
+        "K_REJECTED": wire.K_REJECTED,
+        "MAX_CLIENT_ORDER_ID": wire.MAX_CLIENT_ORDER_ID,
+        "LIMIT": _LIMIT,
+        "EXPIRE_MAKER": _EXPIRE_MAKER,
+    }
+    try:
+        _batchcore.bind(layouts, (_STATUS, _TIF, _TYPE, _SIDE, _STP))
+    except (TypeError, ValueError):
+        return None
+    return _batchcore
+
+
+_CORE_MODULE = _bind_core()
+CORES = ("c", "python") if _CORE_MODULE is not None else ("python",)  # the cores this install has
+_core: Any = None  # the C core while it is selected
+
+
+def select_core(name: str) -> None:
+    """Run ``validate`` and ``render`` with core ``name`` ("c" or "python") from now on."""
+    global _core
+    if name not in CORES:
+        raise ValueError(f"batch core {name!r} is not one of {CORES} (the C core needs a C compiler at install)")
+    _core = _CORE_MODULE if name == "c" else None
+
+
+def core_name() -> str:
+    """The core ``validate`` and ``render`` run with now: "c" or "python"."""
+    return "c" if _core is not None else "python"
+
+
+# INGRESS_BATCH_PURE_PYTHON=1 runs the Python path (named like RINGBUF_PURE_PYTHON: the benchmarks pass it on to the
+# exchange, whose EXCHANGE_* variables they reset)
+select_core("python" if os.environ.get("INGRESS_BATCH_PURE_PYTHON", "") not in ("", "0") else CORES[0])
+
+# catalog -> (the C core's copy of name -> (symbol_id, shard, price decimals, tick units, min price, max price,
+# qty decimals, step units, min qty, max qty) and of the sides and times in force, symbol_id -> (head, asset JSON
+# text, price decimals, tick units, qty decimals, step units)): what the C core reads, gathered once per catalog
+_TABLES: weakref.WeakKeyDictionary[Catalog, tuple[Any, dict[int, tuple]]] = weakref.WeakKeyDictionary()
+
+
+def _core_tables(catalog: Catalog) -> tuple[Any, dict[int, tuple]]:
+    """The C core's tables of ``catalog``: (for ``_batchcore.plan``, for ``_batchcore.render``)."""
+    tables = _TABLES.get(catalog)
+    if tables is None:
+        plain = {
+            name: (r.symbol_id, r.shard, r.price_decimals, r.tick_units, r.min_price, r.max_price,
+                   r.qty_decimals, r.step_units, r.min_qty, r.max_qty)
+            for name, r in catalog.by_name.items()
+        }  # fmt: skip
+        texts = {
+            symbol_id: (head, asset, r.price_decimals, r.tick_units, r.qty_decimals, r.step_units)
+            for symbol_id, (head, asset, _, r) in catalog.text_parts.items()
+        }
+        tables = _TABLES[catalog] = (_CORE_MODULE.tables(plain, _SIDES, _TIFS), texts)
+    return tables
+
+
 class Plan:
     """A validated batch: the answer texts known so far, and what goes to each shard.
 
@@ -86,16 +181,66 @@ def _error(ex: ApiError) -> str:
     return orjson.dumps({"code": ex.code, "msg": ex.msg}).decode()
 
 
+_COUNT = re.compile(r"count\(\d+\)")  # an itertools.count counting by 1 from an int
+_coid_source: tuple[Any, Any, bytes | None] = (None, None, None)  # (ids_bytes, what the core draws from, prefix)
+
+
+def _coids() -> tuple[Any, bytes | None]:
+    """What the C core draws generated client order ids from: ``params.CLIENT_ORDER_IDS``' counter and prefix
+    (``ids_bytes`` is ``map(b"<prefix>%x".__mod__, counter)``: the core writes the hex itself, from the same
+    counter), or ``ids_bytes`` itself and None where it is not made so. Read afresh per batch: a fork reseeds."""
+    global _coid_source
+    ids = p.CLIENT_ORDER_IDS.ids_bytes
+    if ids is not _coid_source[0]:
+        source, prefix = ids, None
+        try:
+            reduced: Any = ids.__reduce__()  # (map, (b"<prefix>%x".__mod__, counter))
+            func, counter = reduced[1]
+            fmt = func.__self__
+            if (
+                func.__name__ == "__mod__"
+                and type(fmt) is bytes
+                and fmt.endswith(b"%x")
+                and b"%" not in fmt[:-2]
+                and type(counter) is itertools.count
+                and _COUNT.fullmatch(repr(counter))
+            ):
+                source, prefix = counter, fmt[:-2]
+        except (AttributeError, TypeError, ValueError):
+            pass
+        _coid_source = (ids, source, prefix)
+    return _coid_source[1], _coid_source[2]
+
+
 def validate(catalog: Catalog, orders: Sequence[Any], user_id: int) -> Plan:
     """Check every order as a single order would be checked; each valid one is packed for its shard."""
-    plan = Plan(len(orders), catalog.shard_count)
+    n = len(orders)
+    plan = Plan(n, catalog.shard_count)
+    core = _core
+    if core is None or type(orders) is not list:
+        _validate_range(plan, catalog, orders, user_id, 0, n)
+        return plan
+    plain = _core_tables(catalog)[0]
+    coids, prefix = _coids()
+    i = 0
+    while i < n:
+        i = core.plan(orders, i, user_id, plain, coids, prefix, plan.positions, plan.bodies)
+        if i < n:  # an order the C core does not take: this one in Python, then the core again
+            _validate_range(plan, catalog, orders, user_id, i, i + 1)
+            i += 1
+    return plan
+
+
+def _validate_range(plan: Plan, catalog: Catalog, orders: Sequence[Any], user_id: int, start: int, stop: int) -> None:
+    """``validate`` of ``orders[start:stop]`` in Python (the reference)."""
     out = plan.out
     positions = plan.positions
     bodies = plan.bodies
     by_name = catalog.by_name
     coids = p.CLIENT_ORDER_IDS.ids_bytes
     allowed = p.ORDER_PARAMS
-    for i, item in enumerate(orders):
+    for i in range(start, stop):
+        item = orders[i]
         if type(item) is dict and len(item) == _PLAIN_FIELDS:
             try:
                 symbol, side, order_type, tif, qty, price = _PLAIN_LIMIT(item)
@@ -127,7 +272,6 @@ def validate(catalog: Catalog, orders: Sequence[Any], user_id: int) -> Plan:
         bodies[rules.shard].append(wire.new_order_body(cmd))
         if resp_type != "FULL":
             plan.resp_types[i] = resp_type
-    return plan
 
 
 def _other_view(rules: SymbolRules, v: tuple, resp_type: str) -> str:
@@ -238,12 +382,21 @@ def render(catalog: Catalog, plan: Plan, answers: Sequence[Sequence[tuple[int, o
     """Fill ``plan.out`` from each shard's answers (``EngineClient.call_orders``); True when one was EngineBusy."""
     busy = False
     out = plan.out
+    core = _core
+    texts = _core_tables(catalog)[1] if core is not None else None
     for positions, shard_answers in zip(plan.positions, answers, strict=True):
         start = 0
         for count, answer in shard_answers:
             part = positions[start : start + count]
             start += count
             if type(answer) is bytes:
+                if core is not None:
+                    left = core.render(answer, count, part, out, plan.resp_types, texts)
+                    if left is not None:  # the core wrote every FULL answer it could; the others here
+                        if left:
+                            items = wire.results_items(answer)[1]
+                            _render_items(catalog, plan, [part[k] for k in left], [items[k] for k in left])
+                        continue
                 try:
                     _, items = wire.results_items(answer)
                 except wire.WireError as exc:
@@ -268,6 +421,10 @@ def answer_bytes(plan: Plan) -> bytes:
     out: list[Any] = plan.out
     if not out:
         return b"[]"
+    if _core is not None:
+        data = _core.join(out)
+        if data is not None:
+            return data
     out[0] = "[" + out[0]  # a short copy each, instead of one more copy of the whole answer
     out[-1] += "]"
     return ",".join(out).encode()

@@ -5,11 +5,14 @@ straight into wire bodies, FULL answers written as text from the raw Results
 record) are compared with the reference of a single order: ``check_allowed`` +
 ``params.new_order`` for commands and errors (read back through the wire), and
 ``orjson.dumps`` of ``views.new_order`` / ``{"code", "msg"}`` for the answer bytes.
+Every test runs on both cores of ``batch`` (the C core, ``ingress._batchcore``,
+skipped where it is not built, and the Python path).
 """
 
 from __future__ import annotations
 
 import random
+from collections.abc import Iterator
 from types import SimpleNamespace
 from typing import Any
 
@@ -25,6 +28,16 @@ from ingress.symbols import Catalog, rules_of
 from shards import wire
 from shards.protocol import Fill, OrderResult, OrderView, Rejected
 from tests.ingress.test_params import _sym
+
+
+@pytest.fixture(autouse=True, params=["c", "python"])
+def core(request: pytest.FixtureRequest) -> Iterator[str]:
+    if request.param not in batch.CORES:
+        pytest.skip("ingress._batchcore is not built: no C core to test")
+    saved = batch.core_name()
+    batch.select_core(request.param)
+    yield request.param
+    batch.select_core(saved)
 
 
 def _catalog() -> Catalog:  # fresh rules per test: empty memo tables
