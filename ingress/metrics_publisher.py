@@ -12,6 +12,11 @@ Hash fields (integers as decimal strings): the counters of ``EngineClient.stats(
 Only errors are counted, in the error handlers: a successful answer, and every answer of the fast
 lane of ``POST /api/v3/order`` (``ingress/fastpath.py``), cost nothing here.
 
+The other processes publish hashes of their own the same way (``deploy/telemetry.py``: key, fields,
+expiry): ``exchange:metrics:shard:<i>``, ``exchange:metrics:persist:<i>``, ``exchange:metrics:wsfeed:<i>``.
+``read_all`` reads them in the same pipeline as the other workers' hashes, for the process counts
+it is given (``Readings``).
+
 Never: awaits Redis on a request path other than ``GET /metrics``, raises out of the publishing
 task (a failed publish is logged once and retried at the next interval), or logs per request.
 """
@@ -21,16 +26,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
+from deploy import telemetry
 from ingress.errors import install_error_handlers
 
 log = logging.getLogger("ingress.metrics")
 
-KEY_PREFIX = "exchange:metrics:ingress:"
-PUBLISH_INTERVAL_S = 1.0
-EXPIRE_S = 5  # a few intervals: a worker missing that long is gone
+KEY_PREFIX = telemetry.KEY_PREFIX + "ingress:"
+PUBLISH_INTERVAL_S = telemetry.PUBLISH_INTERVAL_S
+EXPIRE_S = telemetry.EXPIRE_S  # a few intervals: a worker missing that long is gone
 READ_TIMEOUT_S = 1.0  # as the /health probes
 ENGINE_FIELDS = ("sent", "answered", "busy", "timeouts", "late_answers", "bad_answers", "pending")
 HTTP_PREFIX = "http:"
@@ -40,19 +47,26 @@ Handler = Callable[[Any, Any, BaseException, dict], Awaitable[None]]
 
 def worker_key(index: int) -> str:
     """The Redis hash of ingress worker ``index``'s figures."""
-    return f"{KEY_PREFIX}{index}"
+    return telemetry.key("ingress", index)
 
 
-def decode_figures(raw: dict[Any, Any]) -> dict[str, int]:
-    """A worker's hash as read from Redis (bytes or str) -> field -> int; fields that are not integers are dropped."""
-    out: dict[str, int] = {}
-    for key, value in raw.items():
-        name = key.decode() if isinstance(key, bytes) else str(key)
-        try:
-            out[name] = int(value)
-        except (TypeError, ValueError):
-            continue
-    return out
+decode_figures = telemetry.decode_figures
+
+
+@dataclass
+class Readings:
+    """What one ``read_all`` found.
+
+    ``workers``: ingress worker -> figures (this worker's live); ``others_known``: whether Redis answered,
+    so that a worker missing from ``workers`` is known to be down. ``processes``: role (``shard``,
+    ``persist``, ``wsfeed``) -> index -> figures, for every hash that was there; ``processes_known``:
+    whether Redis answered for them (False: all unknown, none down).
+    """
+
+    workers: dict[int, dict[str, int]]
+    others_known: bool
+    processes: dict[str, dict[int, dict[str, int]]] = field(default_factory=dict)
+    processes_known: bool = False
 
 
 class _HandlerRecorder:
@@ -152,29 +166,36 @@ class WorkerTelemetry:
 
     # ------------------------------------------------------------ reading
 
-    async def read_all(self, redis: Any) -> tuple[dict[int, dict[str, int]], bool]:
-        """Every worker's figures (index -> fields), this worker's live, and whether the others are known.
+    async def read_all(self, redis: Any, processes: Mapping[str, int] | None = None) -> Readings:
+        """Every worker's figures, this worker's live, and those of ``processes`` (role -> process count).
 
-        When Redis does not answer (or is None) only this worker's figures are there and the
-        others are unknown (False); otherwise a worker whose hash has expired is absent.
+        One pipeline of HGETALLs for all of them. When Redis does not answer (or is None) only this
+        worker's figures are there and everything else is unknown; otherwise a process whose hash has
+        expired is absent.
         """
         workers: dict[int, dict[str, int]] = {}
-        others_known = False
         others = [i for i in range(self.workers) if i != self.index]
-        if redis is not None and others:
+        wanted = [(role, i) for role, count in (processes or {}).items() for i in range(count)]
+        found: dict[str, dict[int, dict[str, int]]] = {}
+        known = False
+        if redis is not None and (others or wanted):
             try:
                 pipe = redis.pipeline(transaction=False)
                 for i in others:
                     pipe.hgetall(worker_key(i))
+                for role, i in wanted:
+                    pipe.hgetall(telemetry.key(role, i))
                 raws = await asyncio.wait_for(pipe.execute(), READ_TIMEOUT_S)
             except Exception:  # noqa: BLE001 - a scrape never fails on Redis: the others are left out
                 raws = None
             if raws is not None:
-                others_known = True
-                for i, raw in zip(others, raws, strict=True):
+                known = True
+                for i, raw in zip(others, raws[: len(others)], strict=True):
                     if raw:
                         workers[i] = decode_figures(raw)
-        elif not others:
-            others_known = True  # a single worker: there are none
+                for (role, i), raw in zip(wanted, raws[len(others) :], strict=True):
+                    if raw:
+                        found.setdefault(role, {})[i] = decode_figures(raw)
+        others_known = known or not others  # a single worker: there are none
         workers[self.index] = self.figures()
-        return dict(sorted(workers.items())), others_known
+        return Readings(dict(sorted(workers.items())), others_known, found, known or not wanted)

@@ -31,6 +31,10 @@ acknowledgements wait for it. Events at or below a shard's
 ``persist_progress.last_seq`` are skipped, so replaying a stream twice writes
 nothing twice.
 
+Metrics: once a second a task writes the writer's counters (commits, events, rows per table, retries, the
+last write's duration) to the hash ``exchange:metrics:persist:<index>`` (``deploy/telemetry.py``) over a Redis
+connection of its own; a failure is logged once and never stops the writer.
+
 Stop: SIGTERM/SIGINT finish the batch in hand, acknowledge it, then return.
 """
 
@@ -47,6 +51,7 @@ from typing import Any
 import asyncpg
 import redis
 
+from deploy import telemetry
 from deploy.config import Config
 from deploy.log import log_event, set_process_name
 from deploy.topology import ProcessContext
@@ -122,7 +127,12 @@ class Writer:
         self.caches: dict[int, dict[OrderKey, list]] = {s: {} for s in self.shards}
         self.acks: list[list[bytes]] = []  # XACKs of committed entries, sent with the next command
         self.events = 0
-        self.batches = 0
+        self.batches = 0  # transactions committed
+        self.rows_orders = 0
+        self.rows_trades = 0
+        self.rows_history = 0
+        self.retries = 0
+        self.last_commit_us = 0
 
     async def run(self) -> None:
         if await self._retry("redis", self._create_groups) is STOPPED:
@@ -207,11 +217,16 @@ class Writer:
                         batches.append(batch)
                 if not batches:
                     continue
+                started = time.perf_counter_ns()
                 await store.write_batches(conn, batches)
+                self.last_commit_us = (time.perf_counter_ns() - started) // 1000
                 for batch in batches:
                     self.last_seq[batch.shard] = batch.last_seq
                     batch.merge_into(self.caches[batch.shard])
                     self.events += batch.events
+                    self.rows_orders += len(batch.orders)
+                    self.rows_trades += len(batch.trades)
+                    self.rows_history += len(batch.history)
                 self.batches += 1
         except BaseException:
             # The commit may or may not have happened: start again from the database's view.
@@ -257,6 +272,7 @@ class Writer:
                     log_event("persist_recovered", what=what, after_s=round(time.monotonic() - failing_since, 2))
                 return result
             except (redis.RedisError, *PG_ERRORS) as exc:
+                self.retries += 1
                 if failing_since is None:
                     failing_since = time.monotonic()
                 log_event("persist_retry", "warning", what=what, error=f"{type(exc).__name__}: {exc}")
@@ -268,6 +284,18 @@ class Writer:
                 except TimeoutError:
                     pass
                 delay = min(delay * 2, BACKOFF_MAX_S)
+
+    def figures(self) -> dict[str, int]:
+        """The writer's counters now, as published (``telemetry.PERSIST_FIELDS``)."""
+        return {
+            "commits": self.batches,
+            "events": self.events,
+            "rows_orders": self.rows_orders,
+            "rows_trades": self.rows_trades,
+            "rows_history": self.rows_history,
+            "retries": self.retries,
+            "last_commit_us": self.last_commit_us,
+        }
 
     async def close(self) -> None:
         self.redis.close()
@@ -281,6 +309,10 @@ async def serve(config: Config, shards: list[int], index: int, stop: asyncio.Eve
     interval_s = config.persist.commit_interval_ms / 1000
     writers = [Writer(config.postgres.url, config.redis.url, shards, f"persist-{index}", stop, interval_s)]
     tasks = [asyncio.create_task(w.run(), name="persist-writer") for w in writers]
+    metrics = StreamClient(config.redis.url, telemetry.SEND_TIMEOUT_S)
+    publisher = asyncio.create_task(
+        telemetry.publish_every(metrics.call, writers[0].figures, "persist", index, stop), name="persist-metrics"
+    )
     try:
         done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
         for t in done:
@@ -290,7 +322,9 @@ async def serve(config: Config, shards: list[int], index: int, stop: asyncio.Eve
         stop.set()
         for t in tasks:
             t.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        publisher.cancel()
+        await asyncio.gather(*tasks, publisher, return_exceptions=True)
+        metrics.close()
         for w in writers:
             await w.close()
     return writers

@@ -142,6 +142,7 @@ class RedisJournal:
         self.last_id: bytes = b"0-0"  # stream id of the last entry written
         self.trim_floor: bytes | None = None  # MINID for the next XADD (recovery sets it)
         self.entries = 0
+        self.retries = 0  # appends that failed and went through _retry (the metrics read it)
         self.client = redis.Redis.from_url(
             url, socket_timeout=SOCKET_TIMEOUT_S, socket_connect_timeout=SOCKET_TIMEOUT_S
         )
@@ -259,6 +260,7 @@ class RedisJournal:
             data += more
 
     def _retry(self, args: list[bytes], last_seq: int, exc: Exception) -> bytes:
+        self.retries += 1
         delay = RETRY_MIN_S
         started = time.monotonic()
         while True:

@@ -38,6 +38,12 @@ the growing books again and again for cycles the engine never creates
 (measured: it costs about half the matching time, see LIMITS.md). Reference
 counting still frees everything acyclic.
 
+Metrics: once a second at most, between turns (the idle hook, one clock read per turn shared with the
+snapshot check), ``ShardTelemetry`` writes the loop's, the journal's and the books' counters to the hash
+``exchange:metrics:shard:<i>`` (``deploy/telemetry.py``) in one round trip on a connection of its own with a
+short timeout; nothing per command. A publish that fails is logged once per outage and tried again
+``FAILED_BACKOFF_S`` later: matching goes on.
+
 Stop: SIGTERM or SIGINT sets a flag; the loop then takes what is already in
 the rings, answers it, commits and returns (exit 0). An answer ring nobody
 drains any more (its ingress worker already stopped) is given up after
@@ -46,6 +52,7 @@ drains any more (its ingress worker already stopped) is given up after
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import os
 import signal
@@ -55,6 +62,7 @@ from typing import Any
 
 import redis
 
+from deploy import telemetry
 from deploy.config import Config
 from deploy.log import log_event, set_process_name
 from deploy.topology import ProcessContext
@@ -85,6 +93,8 @@ WAIT_SLICE_S = 0.05  # longest wait before the loop looks at its stop flag again
 SEND_RETRY_S = 0.0002  # sleep between tries of a full answer ring
 STUCK_LOG_EVERY_S = 1.0  # how often a send stuck on a full answer ring is logged
 STOP_SEND_DEADLINE_S = 2.0  # once stopping, how long a full answer ring is retried
+METRICS_TIMEOUT_S = 0.25  # a metrics publish's connect and round trip, at most (the loop waits for it)
+FAILED_BACKOFF_S = 5.0  # after a failed metrics publish, the next try (a dead Redis costs the loop little)
 
 _STAMPED = frozenset(STATE_CHANGING)
 _new = tuple.__new__
@@ -176,7 +186,7 @@ class ShardLoop:
         self.batch_max = batch_max
         self.sink = sink if sink is not None else NullEventSink()
         self.flush_s = flush_us / 1e6  # longest extra gathering of a batch while commands keep arriving
-        self.on_idle = on_idle  # called every loop turn (snapshots)
+        self.on_idle = on_idle  # called every loop turn (snapshots, metrics: ``IdleHook.tick``)
         self.stopping = False
         self.commands = 0  # applied since start
         self.batches = 0  # loop turns that applied at least one command
@@ -369,6 +379,103 @@ class ShardLoop:
                 return
 
 
+class ShardTelemetry:
+    """Publishes shard ``loop.index``'s counters (``telemetry.SHARD_FIELDS``) to its Redis hash, once a period.
+
+    ``client`` is a redis-py client of its own (not the journal's held connection); ``publish`` sends one
+    pipeline (HSET, EXPIRE): one round trip. ``next_at`` (monotonic seconds) says when the next publish is due;
+    the loop's idle hook compares its clock with it, and ``publish`` moves it on, by ``FAILED_BACKOFF_S`` after
+    a failure. Never raises out of ``publish``.
+    """
+
+    def __init__(self, loop: ShardLoop, client: Any, snapshots: Snapshotter | None = None) -> None:
+        self.loop = loop
+        self.client = client
+        self.snapshots = snapshots
+        self.key = telemetry.key("shard", loop.index)
+        self.failures = telemetry.FailureLog("shard", loop.index)
+        self.next_at = 0.0
+        self.published = 0
+
+    def figures(self) -> dict[str, int]:
+        """The shard's counters now (``telemetry.SHARD_FIELDS``): read, never computed per command."""
+        loop = self.loop
+        sink = loop.sink
+        books = loop.engine._books.values()  # noqa: SLF001 - the books' id counters: no per-order work
+        return {
+            "commands": loop.commands,
+            "batches": loop.batches,
+            "internal_errors": loop.internal_errors,
+            "orders_accepted": sum(b.next_order_id - 1 for b in books),
+            "trades": sum(b.next_trade_id - 1 for b in books),
+            "journal_appends": getattr(sink, "entries", 0),
+            "journal_retries": getattr(sink, "retries", 0),
+            "journal_last_seq": getattr(sink, "last_seq", loop.engine.last_seq),
+            "snapshots": self.snapshots.written if self.snapshots is not None else 0,
+        }
+
+    def publish(self, now: float) -> None:
+        """Write the figures (one round trip); on failure log once and wait ``FAILED_BACKOFF_S`` before the next."""
+        try:
+            pipe = self.client.pipeline(transaction=False)
+            for command in telemetry.publish_commands(self.key, self.figures()):
+                pipe.execute_command(*command)
+            pipe.execute()
+        except Exception as exc:  # noqa: BLE001 - metrics must never stop matching
+            self.failures.failed(exc)
+            self.next_at = now + FAILED_BACKOFF_S
+            return
+        self.failures.succeeded()
+        self.published += 1
+        self.next_at = now + telemetry.PUBLISH_INTERVAL_S
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self.client.close()
+
+
+class IdleHook:
+    """The loop's call between turns (``tick``): one clock read and one comparison while nothing is due.
+
+    ``next_at`` is the earlier of the metrics' and the snapshotter's due times; when it has come, each
+    that is due runs (``ShardTelemetry.publish``, ``Snapshotter.write``), and ``next_at`` moves on.
+    """
+
+    __slots__ = ("metrics", "snapshots", "next_at")
+
+    def __init__(self, metrics: ShardTelemetry | None, snapshots: Snapshotter | None) -> None:
+        self.metrics = metrics
+        self.snapshots = snapshots
+        self.next_at = self._next()
+
+    def _next(self) -> float:
+        due = [x.next_at for x in (self.metrics, self.snapshots) if x is not None]
+        return min(due) if due else float("inf")
+
+    def tick(self) -> None:
+        if _clock() >= self.next_at:
+            self._due()
+
+    def _due(self) -> None:
+        now = _clock()
+        metrics, snapshots = self.metrics, self.snapshots
+        if metrics is not None and now >= metrics.next_at:
+            metrics.publish(now)
+        if snapshots is not None and now >= snapshots.next_at:
+            snapshots.write()
+        self.next_at = self._next()
+
+
+_clock = time.monotonic
+
+
+def idle_hook(metrics: ShardTelemetry | None, snapshots: Snapshotter | None) -> Callable[[], None] | None:
+    """The loop's call between turns: a metrics publish and a snapshot, each when it is due (None: neither)."""
+    if metrics is None and snapshots is None:
+        return None
+    return IdleHook(metrics, snapshots).tick
+
+
 def _durability(
     config: Config, index: int, specs: list, command_rings: list[Ring]
 ) -> tuple[Engine, NullEventSink | RedisJournal, Snapshotter | None]:
@@ -422,9 +529,15 @@ def run(config: Config, ctx: ProcessContext, index: int) -> None:
     select_core(config.engine.core)
     engine, sink, snapshots = _durability(config, index, specs, command_rings)
     loop = ShardLoop(
-        index, engine, command_rings, answers, consumer, config.engine.batch_max, sink, config.engine.flush_us,
-        snapshots.maybe if snapshots is not None else None,
-    )  # fmt: skip
+        index, engine, command_rings, answers, consumer, config.engine.batch_max, sink, config.engine.flush_us
+    )
+    metrics = None
+    if config.redis.url:
+        client = redis.Redis.from_url(
+            config.redis.url, socket_timeout=METRICS_TIMEOUT_S, socket_connect_timeout=METRICS_TIMEOUT_S
+        )
+        metrics = ShardTelemetry(loop, client, snapshots)
+    loop.on_idle = idle_hook(metrics, snapshots)
 
     def on_signal(signum: int, frame: object) -> None:
         loop.stopping = True
@@ -450,6 +563,8 @@ def run(config: Config, ctx: ProcessContext, index: int) -> None:
             snapshots.write()  # clean stop: the next start replays nothing
     finally:
         loop.sink.close()
+        if metrics is not None:
+            metrics.close()
         for ring in command_rings + answer_rings:
             ring.close()
         log_event(

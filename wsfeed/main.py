@@ -12,8 +12,12 @@ collector's sight (``gc.freeze``) and its young generation is collected less
 often (``GC_YOUNG_THRESHOLD``).
 
 Tasks: the stream follower, the 100 ms / 250 ms / 1 s timers (depth@100ms,
-klines, tickers) and the listenKey upkeep. A task that dies stops the process
-(exit status 1 through the exception) instead of leaving it half alive.
+klines, tickers), the listenKey upkeep and the metrics publisher (once a second the
+counters of ``figures``: open connections and subscriptions from ``wsfeed.hub``,
+messages sent and slow clients closed, entries and events applied; to the hash
+``exchange:metrics:wsfeed:<index>``, ``deploy/telemetry.py``; a failure is logged
+once). A task that dies stops the process (exit status 1 through the exception)
+instead of leaving it half alive.
 
 Stop: SIGTERM or SIGINT (the only signal handling of this process) closes the
 listening side, closes every connection with 1001 (going away) and returns.
@@ -35,6 +39,7 @@ from typing import Any
 import redis.asyncio as aioredis
 from websockets.asyncio.server import serve
 
+from deploy import telemetry
 from deploy.config import Config, load_config
 from deploy.log import log_event
 from deploy.topology import ProcessContext, Topology
@@ -58,6 +63,30 @@ async def _every(period_s: float, action: Any, stop: asyncio.Event) -> None:
         with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(stop.wait(), period_s)
         action()
+
+
+def figures(hub: Hub, tailer: Tailer, market: Market) -> dict[str, int]:
+    """This process's counters now, as published (``telemetry.WSFEED_FIELDS``); read once a second."""
+    return {
+        "connections": len(hub.clients),
+        "subscriptions": sum(map(len, hub.subs.values())),
+        "messages_sent": hub.delivered,
+        "slow_closed": hub.slow_closed,
+        "entries": tailer.entries,
+        "events": market.events_applied,
+    }
+
+
+def redis_sender(redis: Any) -> Any:
+    """``send(commands)`` for ``telemetry.publish_every``: the commands in one pipeline (one round trip)."""
+
+    async def send(commands: list[list[bytes]]) -> None:
+        pipe = redis.pipeline(transaction=False)
+        for command in commands:
+            pipe.execute_command(*command)
+        await pipe.execute()
+
+    return send
 
 
 async def serve_feed(config: Config, ctx: ProcessContext, index: int, stop: asyncio.Event) -> None:
@@ -104,6 +133,12 @@ async def serve_feed(config: Config, ctx: ProcessContext, index: int, stop: asyn
             asyncio.create_task(_every(1.0, market.flush_tickers, stop), name="tickers"),
             asyncio.create_task(server.check_listen_keys(stop), name="listenkeys"),
             asyncio.create_task(server.follow_closed_keys(stop), name="closedkeys"),
+            asyncio.create_task(
+                telemetry.publish_every(
+                    redis_sender(redis), lambda: figures(hub, tailer, market), "wsfeed", index, stop
+                ),
+                name="metrics",
+            ),
         ]
         stopper = asyncio.create_task(stop.wait())
         done, _ = await asyncio.wait([stopper, *tasks], return_when=asyncio.FIRST_COMPLETED)

@@ -8,6 +8,7 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
+from deploy import telemetry as process_telemetry
 from ingress.metrics_publisher import EXPIRE_S, WorkerTelemetry, worker_key
 from tests.ingress.harness import limit_order
 from tests.ingress.local_engine import LocalEngineClient
@@ -67,6 +68,41 @@ def test_metrics_with_redis_down_reports_it_and_leaves_its_samples_out(make_api)
     assert set(scrape.values("exchange_up", component="ingress")) == {(("component", "ingress"), ("worker", "0"))}
 
 
+def test_metrics_render_the_shards_persist_and_wsfeed_hashes(api) -> None:
+    redis = api.ctx.redis
+    shard, persist = process_telemetry.key("shard", 1), process_telemetry.key("persist", 0)
+    figures = {
+        shard: {"commands": 50, "batches": 4, "trades": 3, "journal_last_seq": 77},
+        persist: {"commits": 6, "rows_orders": 10, "rows_trades": 3, "rows_history": 12, "last_commit_us": 900},
+    }
+
+    async def write() -> None:
+        for key, mapping in figures.items():
+            await redis.hset(key, mapping=mapping)
+            await redis.expire(key, EXPIRE_S)
+
+    api.run(write())
+    try:
+        res = api.get("/metrics")
+    finally:
+        api.run(redis.delete(shard, persist))
+
+    scrape = parse(res.text)
+    assert scrape.value("exchange_shard_commands_total", shard="1") == 50
+    assert scrape.value("exchange_shard_trades_total", shard="1") == 3
+    assert scrape.value("exchange_shard_journal_last_seq", shard="1") == 77
+    assert scrape.values("exchange_shard_commands_total", shard="0") == {}  # no hash: left out
+    assert scrape.value("exchange_up", component="shard", shard="0") == 1  # the ping says up
+    assert scrape.value("exchange_up", component="persist", process="0") == 1
+    assert scrape.value("exchange_persist_commits_total", process="0") == 6
+    assert scrape.value("exchange_persist_rows_total", process="0", table="order_history") == 12
+    assert scrape.value("exchange_persist_last_commit_microseconds", process="0") == 900
+    assert scrape.value("exchange_up", component="wsfeed", process="0") == 0  # no hash: down
+    assert scrape.values("exchange_wsfeed_connections") == {}
+    assert scrape.types["exchange_shard_commands_total"] == "counter"
+    assert scrape.types["exchange_shard_journal_last_seq"] == "gauge"
+
+
 def test_metrics_with_a_shard_down(api) -> None:
     api.engine.up[1] = False
 
@@ -115,8 +151,8 @@ def test_publisher_writes_a_hash_with_expiry_that_other_workers_read(services) -
             finally:
                 await one.stop()
             one.engine.sent = 99  # not published any more: the other worker sees the published figures
-            workers, known = await two.read_all(redis)
-            return workers, known, await redis.ttl(worker_key(0))
+            readings = await two.read_all(redis)
+            return readings.workers, readings.others_known, await redis.ttl(worker_key(0))
         finally:
             await redis.aclose()
 
@@ -136,14 +172,15 @@ def test_publisher_survives_a_redis_that_fails(caplog) -> None:
         await asyncio.sleep(0.05)
         alive = not telemetry._task.done()  # type: ignore[union-attr]
         await telemetry.stop()
-        return alive, await telemetry.read_all(_DeadRedis())
+        return alive, await telemetry.read_all(_DeadRedis(), {"persist": 1})
 
     with caplog.at_level(logging.WARNING, logger="ingress.metrics"):
-        alive, (workers, known) = asyncio.run(scenario())
+        alive, readings = asyncio.run(scenario())
 
     assert alive
     assert [r.getMessage() for r in caplog.records if "metrics_publish_failed" in r.getMessage()] != []
-    assert (list(workers), known) == ([1], False)
+    assert (list(readings.workers), readings.others_known) == ([1], False)
+    assert (readings.processes, readings.processes_known) == ({}, False)
 
 
 def test_engine_counters_appear_once_orders_pass(make_api, make_config) -> None:

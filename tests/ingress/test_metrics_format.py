@@ -15,8 +15,19 @@ from dataclasses import dataclass
 
 import pytest
 
+from deploy import telemetry
 from ingress.probes import ShardProgress, Survey
-from ingress.resources.metrics import Family, escape_help, escape_label_value, families, render
+from ingress.resources.metrics import (
+    PERSIST_METRICS,
+    PERSIST_ROWS,
+    SHARD_METRICS,
+    WSFEED_METRICS,
+    Family,
+    escape_help,
+    escape_label_value,
+    families,
+    render,
+)
 
 METRIC_NAME = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")
 LABEL_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
@@ -266,3 +277,43 @@ def test_families_mark_a_worker_whose_figures_expired_as_down() -> None:
     assert scrape.value("exchange_persist_lag_events", shard="0") == 6
     assert scrape.types["exchange_ingress_engine_requests_sent_total"] == "counter"
     assert all(name.endswith("_total") for name, kind in scrape.types.items() if kind == "counter")
+
+
+def test_every_published_field_of_the_other_processes_is_rendered() -> None:
+    survey = Survey((True,), True, True, (ShardProgress(0, 10, 4, 6),))
+    processes = {
+        "shard": {0: {name: 1 for name in telemetry.SHARD_FIELDS}},
+        "persist": {0: {name: 1 for name in telemetry.PERSIST_FIELDS}},
+        "wsfeed": {1: {name: 1 for name in telemetry.WSFEED_FIELDS}},
+    }
+    counts = {"shard": 1, "persist": 1, "wsfeed": 2}
+
+    fams = families(survey, {0: {}}, worker_count=1, others_known=True, own=0, processes=processes,
+                    process_counts=counts, processes_known=True)  # fmt: skip
+    scrape = parse(render(fams))
+
+    rendered = {fam.name for fam in fams if fam.samples}
+    shard_names = {name for _, name, _, _ in SHARD_METRICS}
+    assert {f for f, _, _, _ in SHARD_METRICS} == set(telemetry.SHARD_FIELDS)
+    assert {f for f, _, _, _ in PERSIST_METRICS} | {f for f, _ in PERSIST_ROWS} == set(telemetry.PERSIST_FIELDS)
+    assert {f for f, _, _, _ in WSFEED_METRICS} == set(telemetry.WSFEED_FIELDS)
+    assert shard_names <= rendered
+    assert scrape.value("exchange_up", component="persist", process="0") == 1
+    assert scrape.value("exchange_up", component="wsfeed", process="0") == 0
+    assert scrape.value("exchange_up", component="wsfeed", process="1") == 1
+    assert scrape.value("exchange_wsfeed_connections", process="1") == 1
+    assert scrape.value("exchange_persist_rows_total", process="0", table="trades") == 1
+    assert all(name.endswith("_total") for name, kind in scrape.types.items() if kind == "counter")
+
+
+def test_processes_unknown_when_redis_did_not_answer_are_left_out_not_down() -> None:
+    survey = Survey((True,), False, True, (ShardProgress(0, None, 4, None),))
+
+    counts = {"shard": 1, "persist": 1, "wsfeed": 1}
+
+    fams = families(survey, {0: {}}, worker_count=1, others_known=True, own=0, processes={}, process_counts=counts,
+                    processes_known=False)  # fmt: skip
+    scrape = parse(render(fams))
+
+    assert scrape.values("exchange_up", component="persist") == {}
+    assert scrape.values("exchange_up", component="wsfeed") == {}
