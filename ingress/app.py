@@ -5,7 +5,7 @@ one error mapping (``ingress/errors.py``) and a lifecycle middleware that, at
 ASGI startup, opens the asyncpg pool, loads the user directory (and starts its
 LISTEN) and opens the Redis client used by /health and /metrics, and starts the
 worker's metrics publisher (``ingress/metrics_publisher.py``); at shutdown it
-stops and closes them. The ``EngineClient`` is given: its life (rings, reader task) belongs to
+stops and closes them. The ``EngineClient`` is given: its life (rings, answer listener) belongs to
 whoever made it (``ingress/worker.py`` in production, a local engine in tests).
 Nothing here runs per request.
 """

@@ -2,7 +2,7 @@
 
 Owns: this worker's producer side of every shard's command ring, the consumer
 side of its answer rings, the request-id counter, the table of pending
-requests (request id -> future), the answer reader task and the timeout
+requests (request id -> future), the answer reader and the timeout
 sweeper. Never: blocks the event loop (ring writes and reads never wait;
 answers wake the loop through the doorbell's ``add_reader``), parses HTTP, or
 logs per request.
@@ -12,9 +12,18 @@ A call::
     rid = next id; record = wire.encode_command(rid, cmd)
     command ring full  -> EngineBusy (nothing sent, no entry made)
     pending[rid] = future; await it
-    reader task: answer ring -> wire.decode_answer -> pending.pop(rid).set_result
+    reader: answer ring -> wire.decode_answer -> pending.pop(rid).set_result
     sweeper: a request older than answer_timeout_ms -> EngineTimeout (entry removed)
     caller cancelled (client gone) -> entry removed at once
+
+The reader is a callback, not a task: ``AsyncConsumer.listen`` runs it from the
+doorbell's reader on the loop, so an answer reaches its caller's future with no
+waiter future and no task step in between (at a paced load each cost a pass of
+the loop per order). The doorbell of a shard is rung once per loop iteration
+(``_ring_bells``), not once per write: ringing at once saved that callback's
+pass at the lightest loads, but under a paced load of a few thousand orders/s
+it split the shard's batches (more shard wake-ups and Redis round trips per
+order). ``submit`` is ``call`` without its coroutine, for the fast lane.
 
 A batch (``call_orders``, the REST ``batchOrders``; ``call_batch`` for a list of
 commands) sends each shard's new orders as ``NewOrders`` records, as many orders
@@ -36,7 +45,7 @@ fails those from the front of ``pending``. A request so times out between
 ``answer_timeout_ms`` and ``answer_timeout_ms + SWEEP_S`` after it was sent.
 
 An answer that arrives after its request timed out or was cancelled is
-dropped and counted (``late_answers``). If the reader task dies, it logs,
+dropped and counted (``late_answers``). If the reader fails, it logs,
 fails every pending request with EngineTimeout (their fate is unknown) and
 every later call fails at once the same way: callers never hang.
 """
@@ -128,14 +137,12 @@ class RingEngineClient:
     # ------------------------------------------------------------- lifecycle
 
     def start(self) -> None:
-        """Start the answer reader and the timeout sweeper on the running loop."""
+        """Start the answer reader (a doorbell callback) and the timeout sweeper on the running loop."""
         if self._tasks:
             return
         self._loop = asyncio.get_running_loop()
-        self._tasks = [
-            self._loop.create_task(self._read_answers(), name=f"answers-w{self.worker_index}"),
-            self._loop.create_task(self._sweep(), name=f"sweeper-w{self.worker_index}"),
-        ]
+        self._tasks = [self._loop.create_task(self._sweep(), name=f"sweeper-w{self.worker_index}")]
+        self._consumer.listen(self._read_answers)
 
     async def close(self) -> None:
         """Stop the tasks, fail what is pending, close the rings (idempotent)."""
@@ -163,7 +170,7 @@ class RingEngineClient:
 
     @property
     def healthy(self) -> bool:
-        """False once the answer reader has died or the client was closed."""
+        """False once the answer reader has failed or the client was closed."""
         return self._broken is None
 
     def stats(self) -> dict[str, int]:
@@ -180,8 +187,16 @@ class RingEngineClient:
 
     # ------------------------------------------------------------------ calls
 
-    async def call(self, shard: int, cmd: object) -> Result:
-        """Send ``cmd`` to ``shard``; its Result, or EngineBusy (nothing sent) / EngineTimeout (fate unknown)."""
+    def submit(self, shard: int, cmd: object) -> asyncio.Future[Result]:
+        """Send ``cmd`` to ``shard`` now; the future of its Result (``call`` without a coroutine of its own).
+
+        Raises EngineBusy (nothing sent) or EngineTimeout (the client is broken or closed) at once;
+        the future fails with EngineTimeout when no answer comes in time. For the fast lane, whose
+        own coroutine awaits the future: one frame fewer to create and resume per order. A future
+        its caller cancels stays in ``pending`` until its answer (dropped as late) or the sweeper
+        removes it; ``call`` removes it at once. A command answered by a ``Results`` record
+        (``NewOrders``) resolves to that record's bytes: ``call`` decodes it.
+        """
         if self._broken is not None:
             raise EngineTimeout(self._broken)
         rid = self._next_rid
@@ -196,6 +211,12 @@ class RingEngineClient:
         self.sent += 1
         fut = self._loop.create_future()  # type: ignore[union-attr]
         self._pending[rid] = fut
+        return fut
+
+    async def call(self, shard: int, cmd: object) -> Result:
+        """Send ``cmd`` to ``shard``; its Result, or EngineBusy (nothing sent) / EngineTimeout (fate unknown)."""
+        rid = self._next_rid
+        fut = self.submit(shard, cmd)
         try:
             res = await fut
         except asyncio.CancelledError:
@@ -358,17 +379,17 @@ class RingEngineClient:
     def _ring_bells(self) -> None:
         """Wake the shards written to in this loop iteration (those asleep), one doorbell each.
 
-        ``call`` writes its record at once but leaves the doorbell to this callback, which
-        runs once per event-loop iteration: the requests of one iteration cost one wake-up
+        The calls write their records at once but leave the doorbell to this callback,
+        which runs once per event-loop iteration: the requests of one iteration cost one wake-up
         (an eventfd write, and the context switches it causes) per shard instead of one each.
-        ``send_batch([])`` writes nothing and rings the doorbell only if the shard sleeps.
+        ``Producer.wake`` rings the doorbell only if the shard sleeps.
         """
         self._bell_scheduled = False
         written = self._written
         for shard, producer in enumerate(self._producers):
             if written[shard]:
                 written[shard] = False
-                producer.send_batch([])
+                producer.wake()
 
     async def ping(self, shard: int) -> bool:
         """True when ``shard`` answers a Ping within PING_TIMEOUT_S."""
@@ -380,24 +401,25 @@ class RingEngineClient:
 
     # ------------------------------------------------------------ background
 
-    async def _read_answers(self) -> None:
-        wait = self._consumer.wait
-        rings = self._answer_rings
+    def _read_answers(self) -> None:
+        """The answer reader: ``AsyncConsumer.listen`` calls it when an answer ring has records.
+
+        It takes every record there (at most READ_MAX per read) and resolves their futures; the
+        callers run in later passes of the loop. If it fails, the client is broken for good.
+        """
         try:
-            while True:
-                await wait()
-                for ring in rings:
+            for ring in self._answer_rings:
+                records = ring.read(READ_MAX)
+                while records:
+                    self._deliver(records)
+                    ring.commit()
+                    if len(records) < READ_MAX:
+                        break  # what came in since: seen by the consumer's look before it sleeps (another pass)
                     records = ring.read(READ_MAX)
-                    while records:
-                        self._deliver(records)
-                        ring.commit()
-                        records = ring.read(READ_MAX)
-                await asyncio.sleep(0)  # let the callers just resolved run before the next pass
-        except asyncio.CancelledError:
-            raise
         except BaseException as exc:
             self._broken = f"answer reader of ingress worker {self.worker_index} died: {exc!r}"
             log.critical("event=answer_reader_died worker=%d error=%r", self.worker_index, exc, exc_info=True)
+            self._consumer.close()
             self._fail_all(self._broken)
 
     def _deliver(self, records: list[bytes]) -> None:

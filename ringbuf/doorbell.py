@@ -87,6 +87,20 @@ that the event loop's reader on the doorbell fd (``loop.add_reader``)
 resolves, or a ``BLOCK_SLICE`` timer when not exact (when exact, one
 ``IDLE_SLICE`` watchdog at a time: no timer per sleep), so the loop serves
 other tasks meanwhile.
+
+``AsyncConsumer.listen(on_ready)`` is its callback form, for a reader that
+does not need a task: the same steps run inside the loop's callbacks, with
+no future and no task step between the bell and the records. A pass (the
+doorbell's reader, a slice timer or the watchdog) is c6 (drain,
+``sleeping := 0``), then c1 (if a ring has data: ``on_ready()``, which takes
+what it finds), then c2-c4; a ring found non-empty at c4 (records came in
+meanwhile) schedules the next pass with ``call_soon`` instead of looping, so
+the loop's other callbacks run in between, and the consumer stays awake
+until it (producers need not ring); otherwise it sleeps (c5) until the
+bell, its slice timer (not exact) or the watchdog. With ``linger`` a pass
+that called ``on_ready`` also schedules the next one awake instead of
+going to sleep at once. A pass scheduled awake (and the first one, which
+``listen`` schedules) skips c6: its flags are 0 already.
 """
 
 from __future__ import annotations
@@ -509,7 +523,8 @@ class Consumer(_Waiting):
 
 class AsyncConsumer(_Waiting):
     """The same handshake for an asyncio loop: the doorbell fd is registered with
-    ``loop.add_reader``, so waiting costs the loop nothing. One waiting task at a time."""
+    ``loop.add_reader``, so waiting costs the loop nothing. One waiting task at a time
+    (``wait``), or one callback (``listen``), never both."""
 
     def __init__(self, rings: list[Ring], doorbell: Doorbell, spin_us: int = 0) -> None:
         if spin_us < 0:
@@ -520,6 +535,11 @@ class AsyncConsumer(_Waiting):
         self._create_future: Callable[[], asyncio.Future[None]] | None = None
         self._waiter: asyncio.Future[None] | None = None
         self._watchdog: asyncio.TimerHandle | None = None  # IDLE_SLICE bound, one at a time
+        self._on_ready: Callable[[], None] | None = None  # listen's callback (None: wait's mode)
+        self._slice: asyncio.TimerHandle | None = None  # listen: the BLOCK_SLICE timer of an inexact sleep
+        self._pass_scheduled = False  # listen: a pass is already on the loop's ready queue
+        self._linger = True  # listen: one more pass, awake, after a pass that called on_ready
+        self._tails = [(ring._tail_word, ring) for ring in self.rings]  # listen's inlined ``pending``
 
     async def wait(self) -> None:
         """Return when some ring has data.
@@ -528,6 +548,8 @@ class AsyncConsumer(_Waiting):
         once per pass of the event loop (``sleep(0)``: the loop's other tasks run meanwhile) for
         up to ``spin_us`` microseconds, and only then goes to sleep on the doorbell.
         """
+        if self._on_ready is not None:
+            raise BadRingConfig("wait() on an AsyncConsumer that listens: its callback takes the records")
         if self.ready():
             return
         if self.spin_us:
@@ -538,7 +560,7 @@ class AsyncConsumer(_Waiting):
                     return
         loop = asyncio.get_running_loop()
         if loop is not self._loop:
-            self._bind(loop)
+            self._bind(loop, self._on_doorbell)
         create_future = self._create_future
         assert create_future is not None  # set by _bind
         while True:
@@ -562,10 +584,103 @@ class AsyncConsumer(_Waiting):
             if self.ready():
                 return
 
-    def _bind(self, loop: asyncio.AbstractEventLoop) -> None:
-        """Move the doorbell's reader (and the cached loop methods) to ``loop``."""
+    def listen(self, on_ready: Callable[[], None], linger: bool = True) -> None:
+        """Call ``on_ready()`` from the running loop's callbacks whenever some ring has data, until ``close``.
+
+        ``on_ready`` reads (and commits) what the rings hold; records it leaves, or that come
+        in while it runs, bring another call in a later pass of the loop. It runs inside the
+        doorbell's reader, so it must not block; if it raises, the consumer stops listening
+        (as ``close``) and the exception goes on to the loop's exception handler. The first
+        pass is scheduled at once: records already there are not left waiting for a bell.
+
+        ``linger``: after a pass that called ``on_ready`` the consumer stays awake for one more
+        pass of the loop (the callbacks that ``on_ready`` resolved run first) and only sleeps
+        if that pass finds nothing: under a steady stream of records producers then seldom
+        ring, for one cheap pass (no system call) per burst when records come one at a time.
+        """
+        if self._on_ready is not None or self._waiter is not None:
+            raise BadRingConfig("listen() on an AsyncConsumer that already listens or waits")
+        self._bind(asyncio.get_running_loop(), self._listen_pass)  # the pass itself: no frame in between
+        self._on_ready = on_ready
+        self._linger = linger
+        self._schedule_pass()
+
+    @property
+    def listening(self) -> bool:
+        """True between ``listen`` and ``close``."""
+        return self._on_ready is not None
+
+    def _schedule_pass(self) -> None:
+        """A pass on the loop's ready queue, for a consumer that is awake (``sleeping`` words 0)."""
+        if not self._pass_scheduled:
+            self._pass_scheduled = True
+            self._loop.call_soon(self._listen_pass, False)  # type: ignore[union-attr]
+
+    def _listen_pass(self, rung: bool = True) -> None:
+        """One pass of ``listen``: c6, then c1 (``on_ready``), then c2-c4 (see the module docstring).
+
+        ``rung``: the doorbell's reader or a timer called it (the consumer slept); False for a
+        pass it scheduled itself while awake, which skips c6 (a bell rung meanwhile leaves the
+        eventfd readable, and its reader makes another pass). The hot path of a listening
+        reader, so ``Doorbell.drain``, ``ready``, ``_wake_up`` and ``_go_to_sleep`` are inlined
+        here: same steps, same order.
+        """
+        self._pass_scheduled = False
+        on_ready = self._on_ready
+        if on_ready is None:
+            return  # closed meanwhile
+        words = self._sleeping_words
+        if rung:
+            if self._slice is not None:
+                self._slice.cancel()
+                self._slice = None
+            try:  # c6: drain the eventfd, then sleeping := 0
+                os.eventfd_read(self.doorbell.fd)
+            except BlockingIOError:
+                pass
+            for word in words:
+                word[0] = 0
+        for tail_word, ring in self._tails:  # c1
+            if tail_word[0] != ring._cursor:
+                try:
+                    on_ready()
+                except BaseException:
+                    self.close()
+                    raise
+                if self._on_ready is None:
+                    return  # on_ready closed the consumer
+                if self._linger:
+                    self._schedule_pass()  # stay awake: look again after the callbacks just resolved
+                    return
+                break
+        for word in words:  # c2
+            word[0] = 1
+        fence_ = self._fence  # c3: the C fence, and membarrier only where a ring is marked (``_barrier``)
+        if fence_ is None:
+            exact = self._barrier()
+        else:
+            fence_()
+            marks = 0
+            for word in self._unfenced_words:
+                marks |= word[0]
+            exact = True if not marks else self._barrier()
+        for tail_word, ring in self._tails:  # c4
+            if tail_word[0] != ring._cursor:  # records came in meanwhile: another pass, after the loop's others
+                for word in words:
+                    word[0] = 0
+                self._schedule_pass()
+                return
+        if not exact:
+            if self._slice is not None:  # a pass that ran while asleep (queued before the bell's) armed one
+                self._slice.cancel()
+            self._slice = self._loop.call_later(BLOCK_SLICE, self._listen_pass)  # type: ignore[union-attr]
+        elif self._watchdog is None:
+            self._watchdog = self._loop.call_later(IDLE_SLICE, self._on_watchdog)  # type: ignore[union-attr]
+
+    def _bind(self, loop: asyncio.AbstractEventLoop, reader: Callable[[], None]) -> None:
+        """Move the doorbell's reader (``reader``, and the cached loop methods) to ``loop``."""
         self._unbind()
-        loop.add_reader(self.doorbell.fd, self._on_doorbell)
+        loop.add_reader(self.doorbell.fd, reader)
         self._loop = loop
         self._create_future = loop.create_future
 
@@ -573,6 +688,9 @@ class AsyncConsumer(_Waiting):
         if self._watchdog is not None:
             self._watchdog.cancel()
             self._watchdog = None
+        if self._slice is not None:
+            self._slice.cancel()
+            self._slice = None
         if self._loop is not None:
             if not self._loop.is_closed():
                 self._loop.remove_reader(self.doorbell.fd)
@@ -585,10 +703,16 @@ class AsyncConsumer(_Waiting):
 
     def _on_watchdog(self) -> None:
         self._watchdog = None  # the next sleep arms the next one: an idle loop wakes once per IDLE_SLICE
+        if self._on_ready is not None:
+            self._listen_pass()
+            return
         _set_done(self._waiter)
 
     def close(self) -> None:
-        """Unregister the doorbell from the loop (idempotent); the doorbell stays open."""
+        """Unregister the doorbell from the loop and stop listening (idempotent); the doorbell stays open."""
+        if self._on_ready is not None:
+            self._on_ready = None
+            self._wake_up()  # nobody will answer the bell now: producers need not ring it
         self._unbind()
         _set_done(self._waiter)
 

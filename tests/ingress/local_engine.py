@@ -4,13 +4,15 @@
 sent to (the app routes by ``config.shard_of``; a command for a symbol the
 shard does not own is a test failure), stamps state-changing commands with the
 time, as a shard process does, and records every command sent so tests can
-check that a rejected request sent nothing. ``FailingEngineClient`` raises
-``EngineBusy`` or ``EngineTimeout`` on every call, as a full ring or a silent
-shard would.
+check that a rejected request sent nothing. ``SubmittingEngineClient`` adds
+``submit`` (the future of a result, as ``RingEngineClient.submit``), which the
+fast lane prefers. ``FailingEngineClient`` raises ``EngineBusy`` or
+``EngineTimeout`` on every call, as a full ring or a silent shard would.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Sequence
 
@@ -59,6 +61,20 @@ class LocalEngineClient:
 
     async def ping(self, shard: int) -> bool:
         return self.up[shard]
+
+
+class SubmittingEngineClient(LocalEngineClient):
+    """A LocalEngineClient with ``submit``: the result as an already resolved future (counted in ``submitted``)."""
+
+    def __init__(self, config) -> None:  # type: ignore[no-untyped-def]
+        super().__init__(config)
+        self.submitted = 0
+
+    def submit(self, shard: int, cmd: object) -> asyncio.Future[Result]:
+        fut = asyncio.get_running_loop().create_future()
+        fut.set_result(self._apply(shard, cmd))
+        self.submitted += 1
+        return fut
 
 
 class FailingEngineClient:

@@ -240,6 +240,60 @@ def test_cancelled_call_leaves_no_pending_entry(rig):
     assert after == 0
 
 
+def test_submit_returns_the_future_of_the_result_and_raises_busy_at_once():
+    rig = Rig(_config(), 1 << 10)
+    try:
+        sym = _sym(rig.config, 0)
+
+        async def body(client):
+            first = client.submit(0, _limit(sym, 7, "s1", Side.BUY, 10_000, 5))
+            with pytest.raises(EngineBusy, match="shard 0"):
+                for i in range(100):  # a silent shard: the 1 KiB ring fills
+                    client.submit(0, _limit(sym, 7, f"f{i}", Side.BUY, 10_000, 1))
+            pending = client.pending_count
+            rig.start_shard(0)
+            result = await asyncio.wait_for(first, 5)
+            return result, pending, client.busy
+
+        result, pending, busy = _run(rig, body)
+
+        assert isinstance(result, OrderResult)
+        assert result.order.client_order_id == "s1"
+        assert busy == 1  # the one that did not fit: nothing sent, no entry
+        assert pending >= 2
+    finally:
+        rig.close()
+
+
+def test_submit_on_a_broken_client_raises_timeout_at_once(rig):
+    sym = _sym(rig.config, 0)
+
+    async def body(client):
+        await client.close()
+        with pytest.raises(EngineTimeout, match="closed"):
+            client.submit(0, _limit(sym, 1, "x", Side.BUY, 100, 1))
+        return client.sent
+
+    assert _run(rig, body) == 0
+
+
+def test_answer_to_a_cancelled_submit_is_dropped_as_late(rig):
+    sym = _sym(rig.config, 0)
+
+    async def body(client):
+        client.submit(0, _limit(sym, 1, "gone", Side.BUY, 100, 1)).cancel()
+        rig.start_shard(0)
+        for _ in range(200):
+            if client.late_answers:
+                break
+            await asyncio.sleep(0.01)
+        return client.late_answers, client.answered, client.pending_count
+
+    late, answered, pending = _run(rig, body)
+
+    assert (late, answered, pending) == (1, 0, 0)
+
+
 def test_cancelled_batch_leaves_no_pending_entry(rig):
     sym0, sym1 = _sym(rig.config, 0), _sym(rig.config, 1)
     items = [(0, _limit(sym0, 1, f"a{i}", Side.BUY, 100, 1)) for i in range(5)]

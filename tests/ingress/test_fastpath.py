@@ -20,7 +20,7 @@ from ingress.auth import sign
 from ingress.dispatch import EngineBusy, EngineTimeout
 from ingress.fastpath import FastOrderPost
 from tests.ingress.harness import ApiClient, TestUser, now_ms
-from tests.ingress.local_engine import FailingEngineClient, LocalEngineClient
+from tests.ingress.local_engine import FailingEngineClient, LocalEngineClient, SubmittingEngineClient
 
 ORDER = "/api/v3/order"
 TIMES = ("transactTime", "workingTime")
@@ -119,6 +119,37 @@ def test_engine_failures_answer_like_falcon(make_api, make_config, error, status
 
     assert (res.status_code, res.json["code"]) == (status, code)
     assert (res.headers.get("Retry-After") == "1") == (error is EngineBusy)
+
+
+class FailingSubmitClient(FailingEngineClient):
+    """``submit`` raising as ``RingEngineClient.submit`` does (a full ring, a broken client)."""
+
+    def submit(self, shard: int, cmd: object) -> Any:
+        raise self.error_type(f"shard {shard} fails")
+
+
+def test_the_lane_awaits_the_engines_submit_where_it_has_one_and_answers_alike(make_api, make_config) -> None:
+    fast, slow = _pair(make_api, make_config, engine=SubmittingEngineClient)
+    user = fast.new_user()
+    key = {"X-MBX-APIKEY": user.api_key}
+
+    accepted = _same(fast, slow, query_string=_query(user, LIMIT | {"newClientOrderId": "sub-1"}), headers=key)
+    rejected = _same(fast, slow, query_string=_query(user, LIMIT | {"newClientOrderId": "sub-1"}), headers=key)
+
+    assert accepted.status_code == 200 and accepted.json["clientOrderId"] == "sub-1"
+    assert rejected.json["code"] == -2010  # a duplicate client order id, rejected by the engine
+    assert fast.engine.submitted == 2  # both went through submit, none through call
+    assert slow.engine.submitted == 0  # falcon's route calls
+
+
+@pytest.mark.parametrize(("error", "status", "code"), [(EngineBusy, 503, -1008), (EngineTimeout, 500, -1000)])
+def test_a_submit_that_raises_answers_like_falcon(make_api, make_config, error, status, code) -> None:
+    fast, slow = _pair(make_api, make_config, engine=lambda config: FailingSubmitClient(2, error))
+    user = fast.new_user()
+
+    res = _same(fast, slow, query_string=_query(user, LIMIT), headers={"X-MBX-APIKEY": user.api_key})
+
+    assert (res.status_code, res.json["code"]) == (status, code)
 
 
 def test_requests_with_a_body_go_through_falcon(make_api, make_config) -> None:
