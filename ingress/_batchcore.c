@@ -31,6 +31,23 @@
  *   (len(orders) when it took them all): batch.py checks that one in Python
  *   and calls again from the next, so ids are drawn in batch order as before.
  *
+ * scan(body, tables, shards) -> bytes | None
+ *   The orders of a batchOrders JSON body read straight from its bytes, when
+ *   plan() would take every one of them: the body is exactly the object
+ *   {"orders": [order, ...]} (no other member) with 1 to 100 orders, each an
+ *   object of exactly the six plain LIMIT fields (any order, each once), every
+ *   value a string of printable ASCII without a backslash, any JSON
+ *   whitespace between tokens and nothing after the object; and each order
+ *   passes plan()'s checks. Then one record of SCAN_RECORD bytes per order
+ *   (its NewOrder body with user id and client order id 0, then its shard).
+ *   Anything else gives None and nothing else happens: the caller parses the
+ *   body and runs plan() (and batch.py) as for any body, which names any error.
+ *   What it takes is valid JSON that orjson parses to the same orders.
+ *
+ * emit(scanned, user_id, coids, prefix, positions, bodies) -> None
+ *   The wire bodies of scan()'s orders, as plan() appends them: user id and
+ *   the next generated client order id (as plan() draws them) filled in.
+ *
  * render(record, count, part, out, special, table) -> list | None
  *   A Results record answering `count` orders at positions `part`: each item
  *   that is a FULL order answer (position not in `special`) of a symbol in
@@ -160,11 +177,9 @@ static PyObject *bind(PyObject *self, PyObject *args) {
 /* params.price_ticks / qty_lots of a str, written out: the text ^[0-9]{1,20}(\.[0-9]{1,20})?$ at `decimals`
  * decimals (trailing zeros past them dropped), a whole number of `unit`, in [lo, hi]; 0 when it is not (then
  * batch.py's checks name what is wrong), else the number of units in *into */
-static int grid_value(PyObject *value, int decimals, int64_t unit, int64_t lo, int64_t hi, long long *into) {
-    if (!PyUnicode_IS_COMPACT_ASCII(value))
-        return 0;
-    const char *s = (const char *)PyUnicode_1BYTE_DATA(value);
-    Py_ssize_t n = PyUnicode_GET_LENGTH(value), i = 0, whole, frac = 0;
+static int grid_text(const char *s, Py_ssize_t n, int decimals, int64_t unit, int64_t lo, int64_t hi,
+                     long long *into) {
+    Py_ssize_t i = 0, whole, frac = 0;
     while (i < n && s[i] >= '0' && s[i] <= '9')
         i++;
     whole = i;
@@ -183,6 +198,18 @@ static int grid_value(PyObject *value, int decimals, int64_t unit, int64_t lo, i
         frac--;
     if (frac > decimals)
         return 0;
+    int64_t u;
+    if (whole + decimals <= 18) { /* below 10**18: no overflow in 64 bits */
+        uint64_t v = 0;
+        for (Py_ssize_t k = 0; k < whole; k++)
+            v = v * 10 + (unsigned)(s[k] - '0');
+        for (Py_ssize_t k = 0; k < frac; k++)
+            v = v * 10 + (unsigned)(f[k] - '0');
+        for (Py_ssize_t k = frac; k < decimals; k++)
+            v *= 10;
+        u = (int64_t)v;
+        goto on_grid;
+    }
     unsigned __int128 units = 0;
     for (Py_ssize_t k = 0; k < whole; k++)
         units = units * 10 + (unsigned)(s[k] - '0');
@@ -193,16 +220,25 @@ static int grid_value(PyObject *value, int decimals, int64_t unit, int64_t lo, i
         if (units > INT64_MAX)
             return 0;
     }
-    if (units > INT64_MAX || unit < 1)
+    if (units > INT64_MAX)
         return 0; /* beyond any maximum of the grid */
-    int64_t u = (int64_t)units;
-    if (u % unit)
+    u = (int64_t)units;
+on_grid:
+    if (unit < 1 || (unit > 1 && u % unit))
         return 0;
-    u /= unit;
+    if (unit > 1)
+        u /= unit;
     if (u < lo || u > hi)
         return 0;
     *into = u;
     return 1;
+}
+
+static inline int grid_value(PyObject *value, int decimals, int64_t unit, int64_t lo, int64_t hi, long long *into) {
+    if (!PyUnicode_IS_COMPACT_ASCII(value))
+        return 0;
+    return grid_text((const char *)PyUnicode_1BYTE_DATA(value), PyUnicode_GET_LENGTH(value), decimals, unit, lo, hi,
+                     into);
 }
 
 /* --- tables: what plan() looks names up in, copied once per catalog (tables()) ------------------------- */
@@ -357,28 +393,32 @@ static PyObject *tables(PyObject *self, PyObject *args) {
     return capsule;
 }
 
-static inline const Entry *symbol_entry(const Tables *t, PyObject *name) {
-    Py_ssize_t len;
-    const char *text = utf8_of(name, &len);
-    if (text == NULL)
-        return NULL;
+static inline const Entry *symbol_entry_text(const Tables *t, const char *text, Py_ssize_t len) {
     for (size_t k = fnv1a(text, len) & t->mask; t->slots[k].name != NULL; k = (k + 1) & t->mask)
         if (t->slots[k].len == len && memcmp(t->slots[k].name, text, (size_t)len) == 0)
             return &t->slots[k];
     return NULL;
 }
 
-static inline int small_code(const Entry *entries, int n, PyObject *name, long long *into) {
-    if (!PyUnicode_IS_COMPACT_ASCII(name))
-        return 0; /* every name is ASCII: a str that is not cannot equal one */
-    Py_ssize_t len = PyUnicode_GET_LENGTH(name);
-    const char *text = (const char *)PyUnicode_1BYTE_DATA(name);
+static inline const Entry *symbol_entry(const Tables *t, PyObject *name) {
+    Py_ssize_t len;
+    const char *text = utf8_of(name, &len);
+    return text == NULL ? NULL : symbol_entry_text(t, text, len);
+}
+
+static inline int small_code_text(const Entry *entries, int n, const char *text, Py_ssize_t len, long long *into) {
     for (int k = 0; k < n; k++)
         if (entries[k].len == len && memcmp(entries[k].name, text, (size_t)len) == 0) {
             *into = entries[k].v[0];
             return 1;
         }
     return 0;
+}
+
+static inline int small_code(const Entry *entries, int n, PyObject *name, long long *into) {
+    if (!PyUnicode_IS_COMPACT_ASCII(name))
+        return 0; /* every name is ASCII: a str that is not cannot equal one */
+    return small_code_text(entries, n, (const char *)PyUnicode_1BYTE_DATA(name), PyUnicode_GET_LENGTH(name), into);
 }
 
 /* The six values of a plain order's dict into v (symbol, side, type, timeInForce, quantity, price); 0 when it
@@ -536,6 +576,271 @@ static PyObject *plan(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
     if (PyErr_Occurred())
         PyErr_Clear(); /* a lookup that raised: batch.py checks that order and raises or answers as it does */
     return PyLong_FromSsize_t(i);
+}
+
+/* --- scan and emit: plain LIMIT orders straight from the body's bytes ------------------------------------ */
+
+/* A scanned order: its NewOrder body without user id and client order id (both 0), then its shard (uint16). */
+enum { SCAN_RECORD = 88, SCAN_SHARD = 86, BATCH_MAX = 100 };
+
+static inline const char *skip_ws(const char *p, const char *end) {
+    if (p < end && (unsigned char)*p > ' ')
+        return p; /* the common case: no whitespace */
+    while (p < end && (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r'))
+        p++;
+    return p;
+}
+
+/* SWAR over 8 bytes: a byte of w below 0x20, at or above 0x7f, or '"' or '\\' sets its high bit */
+enum { WORD = 8 };
+static const uint64_t ONES = 0x0101010101010101u, HIGHS = 0x8080808080808080u;
+
+static inline uint64_t special_bytes(uint64_t w) {
+    uint64_t quote = w ^ (ONES * '"'), backslash = w ^ (ONES * '\\');
+    uint64_t low = (w - ONES * 0x20) & ~w; /* a byte < 0x20 (>= 0x80: w itself) */
+    uint64_t del = ((w ^ (ONES * 0x7f)) - ONES) & ~(w ^ (ONES * 0x7f));
+    return (low | del | w | ((quote - ONES) & ~quote) | ((backslash - ONES) & ~backslash)) & HIGHS;
+}
+
+/* a JSON string's text at p (past its opening quote) holding only printable ASCII, no backslash, up to its closing
+ * quote: its length in *len; returns the byte after the closing quote, or NULL */
+static inline const char *plain_text(const char *p, const char *end, Py_ssize_t *len) {
+    const char *s = p;
+    for (;;) {
+        while (end - p >= WORD) {
+            uint64_t w;
+            memcpy(&w, p, WORD);
+            uint64_t m = special_bytes(w);
+            if (m) {
+                p += __builtin_ctzll(m) >> 3;
+                break;
+            }
+            p += WORD;
+        }
+        if (p >= end)
+            return NULL;
+        unsigned char c = (unsigned char)*p;
+        if (c == '"') {
+            *len = p - s;
+            return p + 1;
+        }
+        if (c < 0x20 || c >= 0x7f || c == '\\')
+            return NULL;
+        p++; /* a plain byte: fewer than 8 left before the end */
+    }
+}
+
+/* a JSON string at p (the opening quote) holding only printable ASCII, no backslash: its text in *text, *len;
+ * returns the byte after the closing quote, or NULL */
+static inline const char *plain_string(const char *p, const char *end, const char **text, Py_ssize_t *len) {
+    if (p >= end || *p != '"')
+        return NULL;
+    *text = p + 1;
+    return plain_text(p + 1, end, len);
+}
+
+/* p[0..n) == lit[0..n) for a constant n <= 16, in one or two word loads */
+static inline __attribute__((always_inline)) int same_bytes(const char *p, const char *lit, size_t n) {
+    uint64_t a = 0, b = 0, c = 0, d = 0;
+    size_t head = n > WORD ? WORD : n;
+    memcpy(&a, p, head);
+    memcpy(&b, lit, head);
+    if (n > WORD) {
+        memcpy(&c, p + WORD, n - WORD);
+        memcpy(&d, lit + WORD, n - WORD);
+    }
+    return a == b && c == d;
+}
+
+/* the field a key at p (the opening quote) names, 0..5 as in field_names, with *at moved past the key; else -1 */
+static inline int plain_key(const char **at, const char *end) {
+    const char *p = *at;
+    Py_ssize_t left = end - p;
+#define KEY_IS(text) (left >= (Py_ssize_t)sizeof(text) - 1 && same_bytes(p, text, sizeof(text) - 1))
+    int j = -1;
+    Py_ssize_t len = 0;
+    if (left < 6 || p[0] != '"')
+        return -1;
+    switch (p[1]) {
+    case 's':
+        if (KEY_IS("\"symbol\""))
+            j = 0, len = 8;
+        else if (KEY_IS("\"side\""))
+            j = 1, len = 6;
+        break;
+    case 't':
+        if (KEY_IS("\"type\""))
+            j = 2, len = 6;
+        else if (KEY_IS("\"timeInForce\""))
+            j = 3, len = 13;
+        break;
+    case 'q':
+        if (KEY_IS("\"quantity\""))
+            j = 4, len = 10;
+        break;
+    case 'p':
+        if (KEY_IS("\"price\""))
+            j = 5, len = 7;
+        break;
+    }
+#undef KEY_IS
+    *at = p + len;
+    return j;
+}
+
+/* one order object at p ('{'): its record into rec; returns the byte after its '}', or NULL */
+static const char *scan_order(const char *p, const char *end, const Tables *t, Py_ssize_t shards, unsigned char *rec) {
+    const char *text[PLAIN_FIELDS];
+    Py_ssize_t len[PLAIN_FIELDS];
+    int seen = 0;
+    if (p >= end || *p != '{')
+        return NULL;
+    p = skip_ws(p + 1, end);
+    for (;;) {
+        int j = plain_key(&p, end);
+        if (j < 0 || (seen & (1 << j)))
+            return NULL; /* another field, or one sent twice */
+        seen |= 1 << j;
+        p = skip_ws(p, end);
+        if (p >= end || *p != ':')
+            return NULL;
+        p = plain_string(skip_ws(p + 1, end), end, &text[j], &len[j]);
+        if (p == NULL)
+            return NULL;
+        p = skip_ws(p, end);
+        if (p < end && *p == ',') {
+            p = skip_ws(p + 1, end);
+            continue;
+        }
+        if (p < end && *p == '}')
+            break;
+        return NULL;
+    }
+    if (seen != (1 << PLAIN_FIELDS) - 1 || len[2] != 5 || memcmp(text[2], "LIMIT", 5) != 0)
+        return NULL;
+    const Entry *rules = symbol_entry_text(t, text[0], len[0]);
+    long long side_code, tif_code, ticks, lots;
+    if (rules == NULL || rules->v[1] >= shards || rules->v[1] > UINT16_MAX)
+        return NULL;
+    const long long *r = rules->v;
+    if (!small_code_text(t->sides, t->nsides, text[1], len[1], &side_code)
+        || !small_code_text(t->tifs, t->ntifs, text[3], len[3], &tif_code)
+        || !grid_text(text[5], len[5], (int)r[2], r[3], r[4], r[5], &ticks)
+        || !grid_text(text[4], len[4], (int)r[6], r[7], r[8], r[9], &lots))
+        return NULL;
+    uint32_t sym32 = (uint32_t)r[0];
+    uint16_t shard = (uint16_t)r[1];
+    int64_t ticks64 = ticks, lots64 = lots;
+    memset(rec, 0, SCAN_RECORD);
+    memcpy(rec, &sym32, 4);
+    rec[49] = (unsigned char)side_code;
+    rec[50] = (unsigned char)limit_type;
+    rec[51] = (unsigned char)tif_code;
+    memcpy(rec + 52, &ticks64, 8);
+    memcpy(rec + 60, &lots64, 8);
+    rec[76] = (unsigned char)expire_maker;
+    memcpy(rec + SCAN_SHARD, &shard, 2);
+    return p + 1;
+}
+
+/* scan(body, tables, shards) -> bytes | None: see the module comment */
+static PyObject *scan(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 3) {
+        PyErr_SetString(PyExc_TypeError, "scan() takes 3 arguments");
+        return NULL;
+    }
+    Tables *t = PyCapsule_IsValid(args[1], TABLES) ? PyCapsule_GetPointer(args[1], TABLES) : NULL;
+    if (!bound || t == NULL || !PyBytes_CheckExact(args[0])) {
+        PyErr_SetString(PyExc_TypeError, "scan() needs a bound core, bytes and tables()");
+        return NULL;
+    }
+    Py_ssize_t shards = PyLong_AsSsize_t(args[2]);
+    if (shards == -1 && PyErr_Occurred())
+        return NULL;
+    const char *p = PyBytes_AS_STRING(args[0]), *end = p + PyBytes_GET_SIZE(args[0]), *key;
+    Py_ssize_t key_len, n = 0;
+    unsigned char recs[BATCH_MAX * SCAN_RECORD];
+    p = skip_ws(p, end);
+    if (p >= end || *p != '{')
+        Py_RETURN_NONE;
+    p = plain_string(skip_ws(p + 1, end), end, &key, &key_len);
+    if (p == NULL || key_len != 6 || memcmp(key, "orders", 6) != 0)
+        Py_RETURN_NONE;
+    p = skip_ws(p, end);
+    if (p >= end || *p != ':')
+        Py_RETURN_NONE;
+    p = skip_ws(p + 1, end);
+    if (p >= end || *p != '[')
+        Py_RETURN_NONE;
+    p = skip_ws(p + 1, end);
+    for (;;) {
+        if (n == BATCH_MAX)
+            Py_RETURN_NONE;
+        p = scan_order(p, end, t, shards, recs + n * SCAN_RECORD);
+        if (p == NULL)
+            Py_RETURN_NONE;
+        n++;
+        p = skip_ws(p, end);
+        if (p < end && *p == ',') {
+            p = skip_ws(p + 1, end);
+            continue;
+        }
+        if (p < end && *p == ']')
+            break;
+        Py_RETURN_NONE;
+    }
+    p = skip_ws(p + 1, end);
+    if (p >= end || *p != '}' || skip_ws(p + 1, end) != end)
+        Py_RETURN_NONE;
+    return PyBytes_FromStringAndSize((const char *)recs, n * SCAN_RECORD);
+}
+
+/* emit(scanned, user_id, coids, prefix, positions, bodies) -> None: see the module comment */
+static PyObject *emit(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 6) {
+        PyErr_SetString(PyExc_TypeError, "emit() takes 6 arguments");
+        return NULL;
+    }
+    PyObject *scanned = args[0], *coids = args[2], *prefix = args[3], *positions = args[4], *bodies = args[5];
+    if (!bound || !PyBytes_CheckExact(scanned) || PyBytes_GET_SIZE(scanned) % SCAN_RECORD
+        || !PyList_CheckExact(positions) || !PyList_CheckExact(bodies)
+        || PyList_GET_SIZE(positions) != PyList_GET_SIZE(bodies) || (prefix != Py_None && !PyBytes_CheckExact(prefix))) {
+        PyErr_SetString(PyExc_TypeError, "emit() needs a bound core, scan() bytes, lists and bytes or None");
+        return NULL;
+    }
+    uint64_t user = PyLong_AsUnsignedLongLong(args[1]);
+    if (user == (uint64_t)-1 && PyErr_Occurred())
+        return NULL;
+    const unsigned char *rec = (const unsigned char *)PyBytes_AS_STRING(scanned);
+    Py_ssize_t n = PyBytes_GET_SIZE(scanned) / SCAN_RECORD, shards = PyList_GET_SIZE(positions);
+    for (Py_ssize_t i = 0; i < n; i++, rec += SCAN_RECORD) {
+        uint16_t shard;
+        memcpy(&shard, rec + SCAN_SHARD, 2);
+        if (shard >= shards) {
+            PyErr_Format(PyExc_ValueError, "scanned order %zd is for shard %d of %zd", i, (int)shard, shards);
+            return NULL;
+        }
+        PyObject *body = PyBytes_FromStringAndSize(NULL, NEW_ORDER_BODY_SIZE);
+        if (body == NULL)
+            return NULL;
+        unsigned char *b = (unsigned char *)PyBytes_AS_STRING(body);
+        memcpy(b, rec, NEW_ORDER_BODY_SIZE);
+        memcpy(b + 4, &user, 8);
+        if (!next_coid(coids, prefix, b + 12)) {
+            Py_DECREF(body);
+            return NULL;
+        }
+        PyObject *index = PyLong_FromSsize_t(i);
+        if (index == NULL || PyList_Append(PyList_GET_ITEM(positions, shard), index) < 0
+            || PyList_Append(PyList_GET_ITEM(bodies, shard), body) < 0) {
+            Py_XDECREF(index);
+            Py_DECREF(body);
+            return NULL;
+        }
+        Py_DECREF(index);
+        Py_DECREF(body);
+    }
+    Py_RETURN_NONE;
 }
 
 /* --- render --------------------------------------------------------------------------------------------- */
@@ -953,6 +1258,10 @@ static PyMethodDef methods[] = {
     {"tables", tables, METH_VARARGS, "tables(symbols, sides, tifs) -> what plan() looks names up in"},
     {"plan", (PyCFunction)(void (*)(void))plan, METH_FASTCALL,
      "plan(orders, start, user_id, tables, coids, prefix, positions, bodies) -> first index not taken"},
+    {"scan", (PyCFunction)(void (*)(void))scan, METH_FASTCALL,
+     "scan(body, tables, shards) -> the plain LIMIT orders of a batchOrders JSON body, or None"},
+    {"emit", (PyCFunction)(void (*)(void))emit, METH_FASTCALL,
+     "emit(scanned, user_id, coids, prefix, positions, bodies): the wire bodies of scan()'s orders"},
     {"render", (PyCFunction)(void (*)(void))render, METH_FASTCALL,
      "render(record, count, part, out, special, table) -> item indices left, or None for the whole record"},
     {"join", join, METH_O, "join(texts) -> the JSON array of the answer texts as bytes, or None"},
@@ -971,5 +1280,8 @@ PyMODINIT_FUNC PyInit__batchcore(void) {
     s_limit = PyUnicode_InternFromString("LIMIT");
     if (!s_symbol || !s_side || !s_type || !s_tif || !s_quantity || !s_price || !s_limit)
         return NULL;
-    return PyModule_Create(&module);
+    PyObject *m = PyModule_Create(&module);
+    if (m != NULL && PyModule_AddIntConstant(m, "SCAN_RECORD", SCAN_RECORD) < 0)
+        Py_CLEAR(m);
+    return m;
 }

@@ -46,6 +46,14 @@ not fill the memo tables. (A ``str`` subclass value, which no JSON or form
 parser gives, is left to the Python path, where the lookups above take it
 when its text is remembered and ``params.new_order`` refuses it when not.)
 
+Straight from the body: ``scan_body`` hands a JSON body to ``_batchcore.scan``, which takes it only when
+it is ``{"orders": [...]}`` of 1 to 100 orders that ``_batchcore.plan`` would take every one of (plain
+strings, no escapes, no other member or field: see there), and otherwise declines it whole, before
+anything happened; ``place_scanned`` then does ``place``'s work from those records (``_batchcore.emit``
+writes the bodies ``plan`` would, drawing the client order ids in batch order), without the parsed dicts.
+``resources/orders.py`` uses it when nothing else needs the parsed body; a declined body is parsed and
+goes to ``place``, so every error stays the one named there.
+
 This module does no I/O of its own (the engine seam does) and never logs.
 """
 
@@ -430,9 +438,31 @@ def answer_bytes(plan: Plan) -> bytes:
     return ",".join(out).encode()
 
 
+def scan_body(catalog: Catalog, body: bytes) -> bytes | None:
+    """The orders of a JSON body ``{"orders": [...]}`` of 1 to 100 plain LIMIT orders that the C core takes
+    whole (every one plainly valid: see ``_batchcore.scan``), read straight from its bytes, for
+    ``place_scanned``; None for any other body (or without the C core): then parse it and ``place`` its orders."""
+    core = _core
+    if core is None:
+        return None
+    return core.scan(body, _core_tables(catalog)[0], catalog.shard_count)
+
+
 async def place(engine: EngineClient, catalog: Catalog, orders: Sequence[Any], user_id: int) -> tuple[bytes, bool]:
     """(the JSON array answering ``orders``, True when some order met a full ring: answer ``Retry-After``)."""
-    plan = validate(catalog, orders, user_id)
+    return await _place(engine, catalog, validate(catalog, orders, user_id))
+
+
+async def place_scanned(engine: EngineClient, catalog: Catalog, scanned: bytes, user_id: int) -> tuple[bytes, bool]:
+    """``place`` of the orders ``scan_body`` read: the same bodies to the shards (client order ids drawn in batch
+    order from the same stream) and the same answer as ``place`` of the parsed orders."""
+    plan = Plan(len(scanned) // _CORE_MODULE.SCAN_RECORD, catalog.shard_count)
+    coids, prefix = _coids()
+    _CORE_MODULE.emit(scanned, user_id, coids, prefix, plan.positions, plan.bodies)
+    return await _place(engine, catalog, plan)
+
+
+async def _place(engine: EngineClient, catalog: Catalog, plan: Plan) -> tuple[bytes, bool]:
     busy = False
     if any(plan.bodies):
         answers = await engine.call_orders(plan.bodies)

@@ -98,12 +98,30 @@ def _body_kind(content_type: str | None, body: bytes) -> str:
     raise Malformed(f"Content-Type {content_type!r} is not supported; send {FORM} or application/json")
 
 
+def is_json_body(content_type: str | None, body: bytes) -> bool:
+    """True when ``read_inputs`` parses ``body`` as JSON (False too where it refuses the Content-Type)."""
+    try:
+        return _body_kind(content_type, body) == "json"
+    except Malformed:
+        return False
+
+
+def query_params(req: falcon.asgi.Request) -> dict[str, Any]:
+    """The query string's parameters (-1100 for a name sent twice): the first step of ``read_inputs``."""
+    params = cast(dict[str, Any], req.params)
+    if params:
+        check_no_duplicates(params, "query string")
+    return params
+
+
 async def read_inputs(req: falcon.asgi.Request, max_body_bytes: int) -> Inputs:
     """Read and merge the request's parameters (query string wins over the body)."""
-    query_params = cast(dict[str, Any], req.params)
-    if query_params:
-        check_no_duplicates(query_params, "query string")
-    body = await read_body(req, max_body_bytes)
+    query = query_params(req)
+    return inputs_of(req, query, await read_body(req, max_body_bytes))
+
+
+def inputs_of(req: falcon.asgi.Request, query_params: dict[str, Any], body: bytes) -> Inputs:
+    """``read_inputs`` once the query string's parameters and the body are read."""
     if not body:
         return Inputs(query_params, req.query_string, NO_BODY, "query" if "signature" in query_params else "")
     kind = _body_kind(req.content_type, body)

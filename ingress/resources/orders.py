@@ -17,6 +17,7 @@ import orjson
 from ingress import batch, views
 from ingress import params as p
 from ingress.errors import ApiError, Malformed, MissingParam, error_of_exception, rejected_error
+from ingress.inputs import Inputs, check_allowed, inputs_of, is_json_body, query_params, read_body
 from ingress.resources import history
 from ingress.resources.base import Context, answer, unexpected
 from shards.protocol import (
@@ -36,6 +37,7 @@ AMEND = ORDER_REF | {"newQty"}
 SYMBOL_SIGNED = frozenset(("symbol",)) | p.SIGNED_PARAMS
 BATCH = frozenset(("orders",)) | p.SIGNED_PARAMS
 BATCH_MAX = 100
+MAX_USER_ID = 2**64 - 1  # what a wire body holds (a larger id: batch.place fails as it always did)
 NO_SUCH_ORDER = -2013
 
 
@@ -175,9 +177,27 @@ class BatchOrders:
         self.ctx = ctx
 
     async def on_post(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
+        """``ctx.signed``, ``_orders_param`` and ``batch.place``, in that order; a JSON body of plain LIMIT orders
+        alone (``batch.scan_body``: no parsed dicts) takes the same steps with the same inputs, so the same answer.
+        """
         ctx = self.ctx
-        params, user_id = await ctx.signed(req, BATCH)
-        orders = _orders_param(params)
-        resp.data, busy = await batch.place(ctx.engine, ctx.catalog, orders, user_id)
+        query = query_params(req)
+        body = await read_body(req, ctx.max_body_bytes)
+        scanned = None
+        if body and "orders" not in query and is_json_body(req.content_type, body):
+            scanned = batch.scan_body(ctx.catalog, body)
+        if scanned is None:
+            inputs = inputs_of(req, query, body)
+        else:  # what inputs_of gives, but for the parsed orders: the body holds "orders" alone, the query wins
+            params: dict[str, Any] = {"orders": scanned}
+            params.update(query)
+            inputs = Inputs(params, req.query_string, body, "query" if "signature" in query else "")
+        user_id = await ctx.auth.verify(req, inputs)
+        check_allowed(inputs.params, BATCH)
+        if scanned is not None and 0 <= user_id <= MAX_USER_ID:
+            resp.data, busy = await batch.place_scanned(ctx.engine, ctx.catalog, scanned, user_id)
+        else:
+            orders = _orders_param(orjson.loads(body) if scanned is not None else inputs.params)
+            resp.data, busy = await batch.place(ctx.engine, ctx.catalog, orders, user_id)
         if busy:
             resp.set_header("Retry-After", "1")
