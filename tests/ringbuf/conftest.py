@@ -9,6 +9,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
+import ringbuf.doorbell as doorbell_module
 import ringbuf.ring as ring_module
 from ringbuf import Doorbell, Ring
 
@@ -61,3 +62,25 @@ def bell() -> Iterator[Doorbell]:
     made = Doorbell.create()
     yield made
     made.close()
+
+
+@pytest.fixture
+def bells() -> Iterator[Callable[[], Doorbell]]:
+    """Makes doorbells, each closed after the test."""
+    made: list[Doorbell] = []
+
+    def make() -> Doorbell:
+        bell = Doorbell.create()
+        made.append(bell)
+        return bell
+
+    yield make
+    for bell in made:
+        bell.close()
+
+
+@pytest.fixture
+def long_slice(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Only the doorbell can wake a sleeping consumer in time (forked children inherit this)."""
+    monkeypatch.setattr(doorbell_module, "BLOCK_SLICE", 30.0)
+    monkeypatch.setattr(doorbell_module, "IDLE_SLICE", 30.0)

@@ -13,53 +13,17 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-import ringbuf.doorbell as doorbell_module
 from ringbuf import AsyncConsumer, BadRingConfig, Consumer, Doorbell, Producer, Ring, fence
+from tests.ringbuf.children import echo
 
 pytestmark = pytest.mark.usefixtures("lane")  # each test on the C lane and in pure Python
 CTX = mp.get_context("fork")
 REPO = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture
-def bells() -> Iterator[Callable[[], Doorbell]]:
-    made: list[Doorbell] = []
-
-    def make() -> Doorbell:
-        bell = Doorbell.create()
-        made.append(bell)
-        return bell
-
-    yield make
-    for bell in made:
-        bell.close()
-
-
-@pytest.fixture
-def long_slice(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Only the doorbell can wake a blocked consumer in time (forked children inherit this)."""
-    monkeypatch.setattr(doorbell_module, "BLOCK_SLICE", 30.0)
-    monkeypatch.setattr(doorbell_module, "IDLE_SLICE", 30.0)
-
-
-def echo(in_name: str, out_name: str, in_fd: int, out_fd: int) -> None:
-    """Child: block on ``in_name``, send every record back on ``out_name`` until b"stop"."""
-    inbox, outbox = Ring.attach(in_name), Ring.attach(out_name)
-    consumer = Consumer([inbox], Doorbell.from_fd(in_fd), "block")
-    producer = Producer(outbox, Doorbell.from_fd(out_fd))
-    while True:
-        consumer.wait()
-        for rec in inbox.read():
-            if rec == b"stop":
-                return
-            while not producer.send(rec):
-                pass
-        inbox.commit()
 
 
 def test_blocking_ping_pong_never_loses_a_wake_up(

@@ -14,18 +14,11 @@ from collections.abc import Callable
 
 import pytest
 
-import ringbuf.doorbell as doorbell_module
 from ringbuf import AsyncConsumer, BadRingConfig, Consumer, Doorbell, Producer, RecordTooLarge, Ring, RingCorrupt
 from ringbuf.ring import WRAP
 
 pytestmark = pytest.mark.usefixtures("lane")  # each test on the C lane and in pure Python
 CTX = mp.get_context("fork")
-
-
-@pytest.fixture
-def long_slice(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(doorbell_module, "BLOCK_SLICE", 30.0)
-    monkeypatch.setattr(doorbell_module, "IDLE_SLICE", 30.0)
 
 
 def record(seq: int) -> bytes:

@@ -64,26 +64,6 @@ def skip_unless_exact(*modes: str) -> None:
 
 
 @pytest.fixture
-def long_slices(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Only the doorbell can wake a sleeping consumer in time (forked children inherit this)."""
-    monkeypatch.setattr(doorbell_module, "BLOCK_SLICE", 30.0)
-    monkeypatch.setattr(doorbell_module, "IDLE_SLICE", 30.0)
-
-
-@pytest.fixture
-def bells() -> Iterator[Callable[[], Doorbell]]:
-    made: list[Doorbell] = []
-
-    def make() -> Doorbell:
-        made.append(Doorbell.create())
-        return made[-1]
-
-    yield make
-    for bell in made:
-        bell.close()
-
-
-@pytest.fixture
 def barriers(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     """Counts this process's ``fence.barrier`` (membarrier) calls in ``[0]``."""
     calls = [0]
@@ -144,7 +124,7 @@ def echo(mode_name: str, in_name: str, out_name: str, in_fd: int, out_fd: int) -
 def test_ping_pong_between_processes_of_each_mode_never_loses_a_wake_up(
     make_ring: Callable[[], Ring],
     bells: Callable[[], Doorbell],
-    long_slices: None,
+    long_slice: None,
     barriers: list[int],
     parent_mode: str,
     child_mode: str,
@@ -189,7 +169,7 @@ def send_one(name: str, fd: int) -> None:
 
 
 def test_a_consumer_asleep_on_the_cheap_fence_is_woken_by_a_producer_that_marks_the_ring_late(
-    make_ring: Callable[[], Ring], bells: Callable[[], Doorbell], long_slices: None, barriers: list[int]
+    make_ring: Callable[[], Ring], bells: Callable[[], Doorbell], long_slice: None, barriers: list[int]
 ) -> None:
     skip_unless_exact("c", "python")
     ring, bell = make_ring(), bells()
@@ -220,7 +200,7 @@ def test_a_consumer_asleep_on_the_cheap_fence_is_woken_by_a_producer_that_marks_
 
 
 def test_a_producer_in_a_pure_python_interpreter_marks_the_ring_and_wakes_its_consumer(
-    make_ring: Callable[[], Ring], bells: Callable[[], Doorbell], long_slices: None
+    make_ring: Callable[[], Ring], bells: Callable[[], Doorbell], long_slice: None
 ) -> None:
     skip_unless_exact("c", "python")
     ring, bell = make_ring(), bells()
