@@ -5,15 +5,11 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-import shutil
 import signal
-import tempfile
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import asyncpg
-import pytest
 import redis
 
 from deploy.migrate import discover
@@ -48,14 +44,6 @@ def _starts(data_dir: Path) -> list[dict]:
 
 def _server_pids(text: str) -> list[int]:
     return [int(p) for p in re.findall(r"event=(?:postgres|redis)_ready pid=(\d+)", text)]
-
-
-@pytest.fixture
-def private_tmp() -> Iterator[Path]:
-    """A folder outside pytest's 0700 base: as root, PostgreSQL runs as another user and must reach it."""
-    path = Path(tempfile.mkdtemp(prefix="exchange-up-"))
-    yield path
-    shutil.rmtree(path, ignore_errors=True)
 
 
 def test_up_without_urls_runs_embedded_servers_whose_data_survives_a_restart(private_tmp):

@@ -6,11 +6,8 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-import shutil
 import signal
-import tempfile
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import asyncpg
@@ -32,14 +29,6 @@ def _wait_group_nice(pid: int, nice: int, timeout_s: float = 10.0) -> int:
     while _group_nice(pid) != nice and time.monotonic() < deadline:
         time.sleep(0.1)
     return _group_nice(pid)
-
-
-@pytest.fixture
-def private_tmp() -> Iterator[Path]:
-    """A folder outside pytest's 0700 base: as root, PostgreSQL runs as another user and must reach it."""
-    path = Path(tempfile.mkdtemp(prefix="exchange-nice-"))
-    yield path
-    shutil.rmtree(path, ignore_errors=True)
 
 
 def test_lowered_roles_postgres_and_its_later_backends_run_in_lowered_groups(private_tmp):
