@@ -133,7 +133,7 @@ def create_app(config: Any, engine: EngineClient, *, fast_lane: bool = True, one
     catalog = Catalog.from_config(config)
     users = UserDirectory(config.postgres.url)
     ctx = Context(config, engine, catalog, users)
-    telemetry = WorkerTelemetry(engine, getattr(engine, "worker_index", 0), config.rest.workers)
+    telemetry = WorkerTelemetry(engine, engine.worker_index, config.rest.workers)
     app = ExchangeApp(middleware=[Lifecycle(ctx, telemetry)])
     app.req_options.keep_blank_qs_values = True
     app.req_options.auto_parse_qs_csv = False

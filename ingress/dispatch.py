@@ -27,6 +27,7 @@ class EngineTimeout(Exception):
 
 class EngineClient(Protocol):
     shard_count: int
+    worker_index: int  # the ingress worker this client serves (its metrics are labelled with it)
 
     async def call(self, shard: int, cmd: object) -> Result:
         """Send one command to ``shard`` and return its result.

@@ -25,6 +25,7 @@ from shards.protocol import STATE_CHANGING, Result
 class LocalEngineClient:
     def __init__(self, config) -> None:  # type: ignore[no-untyped-def]
         self.shard_count = config.engine.shards
+        self.worker_index = 0
         self.engines = [Engine([s.spec() for s in config.symbols_of_shard(i)]) for i in range(self.shard_count)]
         self.owned = [{s.symbol_id for s in config.symbols_of_shard(i)} for i in range(self.shard_count)]
         self.sent: list[tuple[int, object]] = []
@@ -83,6 +84,7 @@ class FailingEngineClient:
     def __init__(self, shard_count: int, error_type: type[Exception]) -> None:
         assert error_type in (EngineBusy, EngineTimeout)
         self.shard_count = shard_count
+        self.worker_index = 0
         self.error_type = error_type
         self.calls = 0
 
