@@ -1,4 +1,4 @@
-"""Fixtures shared by the launcher tests that run the embedded servers."""
+"""Fixtures and helpers shared by the deploy tests: a private folder for the embedded servers, the autogroup nice."""
 
 from __future__ import annotations
 
@@ -16,3 +16,10 @@ def private_tmp() -> Iterator[Path]:
     path = Path(tempfile.mkdtemp(prefix="exchange-up-"))
     yield path
     shutil.rmtree(path, ignore_errors=True)
+
+
+def group_nice(pid: int) -> int | None:
+    """The nice value of ``pid``'s autogroup (``/autogroup-123 nice 5``); None for a process in the root group
+    (a session never split from init's, as under some CI runners: the kernel shows an empty file)."""
+    fields = Path(f"/proc/{pid}/autogroup").read_text().split()
+    return int(fields[-1]) if fields else None

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from deploy.procs import die_with_parent, lower_children, lower_priority
+from tests.deploy.conftest import group_nice
 
 AUTOGROUP = Path("/proc/self/autogroup").exists()
 needs_autogroup = pytest.mark.skipif(not AUTOGROUP, reason="this kernel has no autogroup scheduling")
@@ -28,11 +29,6 @@ for new_session in (True, False):
         os._exit(0)
 time.sleep(30)
 """
-
-
-def _group_nice(pid: int) -> int:
-    """The nice value of ``pid``'s autogroup (``/autogroup-123 nice 5``)."""
-    return int(Path(f"/proc/{pid}/autogroup").read_text().split()[-1])
 
 
 def _child_nice(preexec: object) -> tuple[int, str]:
@@ -61,13 +57,13 @@ def test_a_child_runs_lowered_by_the_nice_asked_for_and_so_does_its_group() -> N
 def test_a_process_sharing_its_session_keeps_the_session_group_as_it_was() -> None:
     proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])  # in this test's session
     try:
-        group_before = _group_nice(proc.pid)
+        group_before = group_nice(proc.pid)
 
         grouped = lower_priority(9, proc.pid)
 
         assert grouped is False
         assert os.getpriority(os.PRIO_PROCESS, proc.pid) == max(os.nice(0), 9)
-        assert _group_nice(proc.pid) == group_before
+        assert group_nice(proc.pid) == group_before
     finally:
         proc.kill()
         proc.wait()
@@ -103,7 +99,7 @@ def test_the_sweep_lowers_each_child_that_leads_its_session_once() -> None:
         assert first == [leader]
         assert second == []
         assert done == {leader}
-        assert _group_nice(leader) == max(os.nice(0), 6)
+        assert group_nice(leader) == max(os.nice(0), 6)
         assert os.getpriority(os.PRIO_PROCESS, leader) == max(os.nice(0), 6)
         assert os.getpriority(os.PRIO_PROCESS, follower) == os.nice(0)  # left for a sweep after its setsid
     finally:

@@ -14,21 +14,18 @@ import asyncpg
 import pytest
 
 from tests.conftest import child_pids, launch, launcher_env, to_toml, wait_ready
+from tests.deploy.conftest import group_nice
 
 SLEEPERS = {"ingress": "role_sleeper", "shard": "role_sleeper", "persist": "role_sleeper"}
 pytestmark = pytest.mark.skipif(not Path("/proc/self/autogroup").exists(), reason="no autogroup scheduling here")
 
 
-def _group_nice(pid: int) -> int:
-    return int(Path(f"/proc/{pid}/autogroup").read_text().split()[-1])
-
-
-def _wait_group_nice(pid: int, nice: int, timeout_s: float = 10.0) -> int:
+def _wait_group_nice(pid: int, nice: int, timeout_s: float = 10.0) -> int | None:
     """``pid``'s group nice once it is ``nice``, or whatever it is at the timeout (the sweep runs once a second)."""
     deadline = time.monotonic() + timeout_s
-    while _group_nice(pid) != nice and time.monotonic() < deadline:
+    while group_nice(pid) != nice and time.monotonic() < deadline:
         time.sleep(0.1)
-    return _group_nice(pid)
+    return group_nice(pid)
 
 
 def test_lowered_roles_postgres_and_its_later_backends_run_in_lowered_groups(private_tmp):
@@ -48,7 +45,7 @@ def test_lowered_roles_postgres_and_its_later_backends_run_in_lowered_groups(pri
         backend = asyncio.run(_backend_nice(database_url))
 
         assert _wait_group_nice(persist, 7) == 7
-        assert _group_nice(shard) == 0
+        assert group_nice(shard) == 0
         assert _wait_group_nice(postmaster, 6) == 6
         assert backend == 6
         assert "event=postgres_backend_niced" in log.read_text()
