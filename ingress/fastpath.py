@@ -47,6 +47,7 @@ _BUSY_HEADERS = {"Retry-After": "1"}
 _CONTENT_TYPE = (b"content-type", _JSON)
 
 Send = Callable[[dict[str, Any]], Awaitable[None]]
+Answer = tuple[int, list[tuple[bytes, bytes]], bytes]  # status, headers (lower-case names), body
 
 
 class FastOrderPost:
@@ -74,10 +75,23 @@ class FastOrderPost:
                     return False
             elif name == b"transfer-encoding":
                 return False
-        try:
-            query = scope["query_string"].decode()
-        except UnicodeDecodeError:
+        answer = await self.answer(scope["query_string"], api_key)
+        if answer is None:
             return False
+        status, headers, body = answer
+        if not self.replier.write(send, status, headers, body):  # no coroutine where one write does it
+            await self.replier.reply(send, status, headers, body)
+        return True
+
+    async def answer(self, query_string: bytes, api_key: bytes | None) -> Answer | None:
+        """The whole answer to a plain signed ``POST /api/v3/order`` with this query string and
+        ``X-MBX-APIKEY`` value: ``(status, headers, body)``, headers with lower-case names and one
+        content-length; None when the lane does not take it (a query string that is not UTF-8), before
+        anything happened."""
+        try:
+            query = query_string.decode()
+        except UnicodeDecodeError:
+            return None
         ctx = self.ctx
         try:
             params: dict[str, Any] = parse_query_string(query, keep_blank=True, csv=False) if query else {}
@@ -100,26 +114,21 @@ class FastOrderPost:
             else:
                 body = orjson.dumps(views.new_order(rules, res.order, res.fills, resp_type))
         except ApiError as ex:
-            await self._error(send, ex.http_status, ex.code, ex.msg, ex.headers)
-            return True
+            return _error(ex.http_status, ex.code, ex.msg, ex.headers)
         except EngineBusy:
-            await self._error(send, 503, -1008, BUSY_MSG, _BUSY_HEADERS)
-            return True
+            return _error(503, -1008, BUSY_MSG, _BUSY_HEADERS)
         except EngineTimeout:
-            await self._error(send, 500, -1000, TIMEOUT_MSG, None)
-            return True
+            return _error(500, -1000, TIMEOUT_MSG, None)
         except Exception as ex:  # noqa: BLE001 - answered like falcon's catch-all handler
             err = unexpected_exception(ex, "POST", PATH)
-            await self._error(send, err.http_status, err.code, err.msg, None)
-            return True
-        headers = [(b"content-length", str(len(body)).encode()), _CONTENT_TYPE]
-        if not self.replier.write(send, 200, headers, body):
-            await self.replier.reply(send, 200, headers, body)
-        return True
+            return _error(err.http_status, err.code, err.msg, None)
+        return 200, [(b"content-length", str(len(body)).encode()), _CONTENT_TYPE], body
 
-    async def _error(self, send: Send, status: int, code: int, msg: str, headers: Mapping[str, str] | None) -> None:
-        body = orjson.dumps({"code": code, "msg": msg})
-        items = [_CONTENT_TYPE, (b"content-length", str(len(body)).encode())]
-        if headers:
-            items += [(name.lower().encode("latin1"), value.encode("latin1")) for name, value in headers.items()]
-        await self.replier.reply(send, status, items, body)
+
+def _error(status: int, code: int, msg: str, headers: Mapping[str, str] | None) -> Answer:
+    """An error answer as ``ingress/errors.py`` maps it for falcon: JSON ``code`` and ``msg``, extra headers."""
+    body = orjson.dumps({"code": code, "msg": msg})
+    items = [_CONTENT_TYPE, (b"content-length", str(len(body)).encode())]
+    if headers:
+        items += [(name.lower().encode("latin1"), value.encode("latin1")) for name, value in headers.items()]
+    return status, items, body
