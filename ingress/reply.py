@@ -66,6 +66,12 @@ _INTERPRETED = frozenset((b"connection", b"content-length", b"transfer-encoding"
 _CLOSE = b"connection: close\r\n"
 
 
+def defaults_are_plain(defaults: Sequence[Header]) -> bool:
+    """True when none of uvicorn's default headers is one it would interpret (connection, content-length,
+    transfer-encoding): then a response can be written with them as they are."""
+    return not _INTERPRETED.intersection(name.lower() for name, _ in defaults)
+
+
 def _cycle_is_known() -> bool:
     """True when uvicorn's RequestResponseCycle sets every field this module reads and writes."""
     if _Cycle is None:
@@ -106,6 +112,11 @@ class Replier:
             or cycle.flow.write_paused
         ):
             return False
+        return self.write_cycle(cycle, status, headers, body)
+
+    def write_cycle(self, cycle: Any, status: int, headers: Sequence[Header], body: bytes) -> bool:
+        """``write`` to a cycle already known to be writable (uvicorn's, or ``httplane.LaneCycle``): False,
+        nothing written, only when uvicorn would interpret one of its default headers."""
         defaults = cycle.default_headers
         if defaults is not self._defaults_of:
             self._load_defaults(defaults)
@@ -117,7 +128,7 @@ class Replier:
     def _load_defaults(self, defaults: list[Header]) -> None:
         self._defaults_of = defaults
         lines = [(name.lower(), value) for name, value in defaults]  # uvicorn writes names lower-cased
-        self._defaults_ok = not _INTERPRETED.intersection(name for name, _ in lines)
+        self._defaults_ok = defaults_are_plain(defaults)
         self._defaults = b"".join(name + b": " + value + b"\r\n" for name, value in lines)
 
     def _write(self, cycle: Any, status: int, headers: Sequence[Header], body: bytes) -> None:

@@ -31,6 +31,7 @@ from deploy.log import log_event, set_process_name
 from deploy.topology import ProcessContext
 from ingress.app import create_app
 from ingress.engine_client import RingEngineClient
+from ingress.httplane import LaneProtocol, lane_is_supported
 
 GRACEFUL_S = 5  # longest wait for requests in flight at stop
 # Allocations between young-generation collections (CPython's default: 700). A batch of 100 orders
@@ -55,7 +56,7 @@ async def _serve(config: Config, ctx: ProcessContext, index: int, stop: _StopFla
             uvicorn.Config(
                 app,
                 loop="uvloop",
-                http="httptools",
+                http=LaneProtocol if lane_is_supported() else "httptools",  # the order lane without ASGI
                 lifespan="on",
                 log_level="warning",
                 access_log=False,
@@ -69,7 +70,7 @@ async def _serve(config: Config, ctx: ProcessContext, index: int, stop: _StopFla
         gc.collect()
         gc.freeze()
         gc.set_threshold(GC_YOUNG_THRESHOLD, *gc.get_threshold()[1:])
-        log_event("ingress_start", worker=index, pid=os.getpid(), shards=client.shard_count)
+        log_event("ingress_start", worker=index, pid=os.getpid(), shards=client.shard_count, lane=lane_is_supported())
         server.should_exit = stop.requested  # a SIGTERM during start-up: start, then stop at once
         await server.serve(sockets=[sock])
     finally:
