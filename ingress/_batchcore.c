@@ -1,4 +1,5 @@
-/* The per-order work of POST /api/v3/batchOrders in C: plain LIMIT orders to wire bodies, Results to JSON text.
+/* The per-order work of POST /api/v3/batchOrders in C: plain LIMIT orders to wire bodies, Results to JSON text;
+ * and the single order's twin (POST /api/v3/order, parameters in the query string: scan_query and friends).
  *
  * ingress/batch.py is the specification and stays the reference: this module
  * does the two loops it spends a batch's time in, over the same tables, and
@@ -11,11 +12,12 @@
  * codes are the ones written here (else ValueError: batch.py stays in Python)
  * and copies the enum names of ingress/views.py.
  *
- * tables(symbols, sides, tifs) -> capsule
+ * tables(symbols, sides, tifs[, stps]) -> capsule
  *   A copy of batch.py's tables for plan(), made once per catalog: symbols
  *   name -> (symbol_id, shard, price decimals, tick units, min and max price
  *   in ticks, qty decimals, step units, min and max qty in lots), sides and
- *   tifs name -> code (params.SIDES, params.TIFS).
+ *   tifs name -> code (params.SIDES, params.TIFS), and stps name -> code
+ *   (params.STP_MODES; scan_query() declines everything without them).
  *
  * plan(orders, start, user_id, tables, coids, prefix, positions, bodies) -> int
  *   From orders[start], each order that is an exact dict of exactly the six
@@ -60,6 +62,38 @@
  *
  * join(texts) -> bytes | None
  *   The JSON array of the answer texts (batch.answer_bytes) in one copy.
+ *
+ * scan_query(query, tables, shards) -> (body, shard, resp, payload, signature, timestamp, recvWindow) | None
+ *   A single order's raw query string (bytes as sent), taken only when
+ *   inputs.py, auth.py's reading of it and params.new_order would take it as
+ *   a plain LIMIT order without an error: name=value pairs joined by '&',
+ *   every byte printable ASCII but '%' and '+' (nothing to decode) and '='
+ *   and '&' only where they separate, no value empty, each name once and one
+ *   of QUERY_NAMES (symbol side type timeInForce quantity price
+ *   newClientOrderId selfTradePreventionMode newOrderRespType timestamp
+ *   recvWindow signature), signature last; type LIMIT; symbol, side,
+ *   timeInForce and selfTradePreventionMode found in the tables; price and
+ *   quantity as plan() checks them; newClientOrderId 1 to 36 of A-Z a-z 0-9
+ *   . _ -; newOrderRespType ACK, RESULT or FULL; timestamp and recvWindow as
+ *   params.integer reads them (1 to 19 digits, at most INT64_MAX: the range
+ *   of recvWindow is auth's check). Then: the NewOrder body with user id 0
+ *   (and client order id empty when none was sent), the shard, the response
+ *   type as an index of params.RESP_TYPES (FULL when absent), the signed
+ *   payload (the query string before "&signature=", as
+ *   auth.strip_form_signature cuts it), the signature (str), the timestamp
+ *   and recvWindow (None when absent). Anything else gives None and nothing
+ *   happened: the Python path checks it and names any error.
+ *
+ * order_body(body, user_id, coids, prefix) -> bytes
+ *   scan_query()'s body with the user id, and the next generated client
+ *   order id (drawn as plan() draws them) when the query sent none.
+ *
+ * render_order(record, table) -> bytes | None
+ *   A shard's answer record to one NewOrder (kind K_ORDER: request id, order
+ *   view, fills; bytes after them ignored, as wire.decode_answer does) as its
+ *   FULL answer: the bytes render() writes for the same order in a Results
+ *   record (batch.full_text). None for any other record, or values render()
+ *   leaves to Python.
  *
  * Never does I/O, never logs. State between calls: the bound layouts and names, the key objects last seen
  * in orders, the render table entries last read (each held, see below).
@@ -252,8 +286,8 @@ typedef struct {
 typedef struct {
     Entry *slots; /* symbols: open addressing by fnv1a(name), capacity mask + 1 */
     size_t mask;
-    Entry sides[SMALL], tifs[SMALL];
-    int nsides, ntifs;
+    Entry sides[SMALL], tifs[SMALL], stps[SMALL];
+    int nsides, ntifs, nstps; /* nstps -1: no stp table given (scan_query() then declines every query) */
 } Tables;
 static const char *TABLES = "ingress._batchcore.Tables";
 
@@ -274,6 +308,8 @@ static void tables_free(PyObject *capsule) {
         PyMem_Free(t->sides[k].name);
     for (int k = 0; k < t->ntifs; k++)
         PyMem_Free(t->tifs[k].name);
+    for (int k = 0; k < t->nstps; k++)
+        PyMem_Free(t->stps[k].name);
     PyMem_Free(t->slots);
     PyMem_Free(t);
 }
@@ -345,11 +381,13 @@ static int small_of(PyObject *dict, Entry *into, int *n) {
     return 1;
 }
 
-/* tables(symbols, sides, tifs): symbols name -> (symbol_id, shard, price decimals, tick units, min price, max price,
- * qty decimals, step units, min qty, max qty); sides, tifs name -> code. A capsule for plan(). */
+/* tables(symbols, sides, tifs[, stps]): symbols name -> (symbol_id, shard, price decimals, tick units, min price,
+ * max price, qty decimals, step units, min qty, max qty); sides, tifs (and stps: selfTradePreventionMode) name ->
+ * code. A capsule for plan(), scan() and scan_query() (which needs stps). */
 static PyObject *tables(PyObject *self, PyObject *args) {
-    PyObject *symbols, *sides, *tifs, *key, *value;
-    if (!PyArg_ParseTuple(args, "O!O!O!", &PyDict_Type, &symbols, &PyDict_Type, &sides, &PyDict_Type, &tifs))
+    PyObject *symbols, *sides, *tifs, *stps = NULL, *key, *value;
+    if (!PyArg_ParseTuple(args, "O!O!O!|O!", &PyDict_Type, &symbols, &PyDict_Type, &sides, &PyDict_Type, &tifs,
+                          &PyDict_Type, &stps))
         return NULL;
     Tables *t = PyMem_Calloc(1, sizeof(Tables));
     if (t == NULL)
@@ -386,10 +424,13 @@ static PyObject *tables(PyObject *self, PyObject *args) {
             k = (k + 1) & t->mask;
         t->slots[k] = e;
     }
-    if (!small_of(sides, t->sides, &t->nsides) || !small_of(tifs, t->tifs, &t->ntifs)) {
+    if (!small_of(sides, t->sides, &t->nsides) || !small_of(tifs, t->tifs, &t->ntifs)
+        || (stps != NULL && !small_of(stps, t->stps, &t->nstps))) {
         Py_DECREF(capsule);
         return NULL;
     }
+    if (stps == NULL)
+        t->nstps = -1;
     return capsule;
 }
 
@@ -1209,6 +1250,266 @@ error:
     return NULL;
 }
 
+/* --- the single order: POST /api/v3/order with its parameters in the query string ------------------------ */
+
+/* The names scan_query() takes (a subset of params.ORDER_PARAMS | SIGNED_PARAMS; QUERY_NAMES in Python). */
+enum { Q_SYMBOL, Q_SIDE, Q_TYPE, Q_TIF, Q_QUANTITY, Q_PRICE, Q_COID, Q_STP, Q_RESP, Q_TIMESTAMP, Q_RECV, Q_SIGNATURE,
+       QUERY_FIELDS };
+static const char *const query_names[QUERY_FIELDS] = {
+    "symbol", "side", "type", "timeInForce", "quantity", "price", "newClientOrderId", "selfTradePreventionMode",
+    "newOrderRespType", "timestamp", "recvWindow", "signature"};
+static const char *const resp_names[3] = {"ACK", "RESULT", "FULL"}; /* params.RESP_TYPES, in its order */
+/* the class of a query string byte: printable ASCII but % + = & is QB_PLAIN; '=' and '&' separate */
+enum { QB_ODD, QB_PLAIN, QB_EQUALS, QB_AMP };
+static unsigned char query_byte[256];
+
+static void query_bytes_init(void) {
+    for (int c = '!'; c < 0x7f; c++)
+        query_byte[c] = QB_PLAIN;
+    query_byte['%'] = query_byte['+'] = QB_ODD;
+    query_byte['='] = QB_EQUALS;
+    query_byte['&'] = QB_AMP;
+}
+enum { Q_REQUIRED = (1 << Q_SYMBOL) | (1 << Q_SIDE) | (1 << Q_TYPE) | (1 << Q_TIF) | (1 << Q_QUANTITY)
+                    | (1 << Q_PRICE) | (1 << Q_TIMESTAMP) | (1 << Q_SIGNATURE) };
+
+/* the field `name` names (Q_*), or -1 */
+static inline int query_name(const char *name, Py_ssize_t len) {
+#define NAME_IS(j) (memcmp(name, query_names[j], (size_t)len) == 0 ? (j) : -1)
+    switch (len) {
+    case 4:
+        return name[1] == 'i' ? NAME_IS(Q_SIDE) : NAME_IS(Q_TYPE);
+    case 5:
+        return NAME_IS(Q_PRICE);
+    case 6:
+        return NAME_IS(Q_SYMBOL);
+    case 8:
+        return NAME_IS(Q_QUANTITY);
+    case 9:
+        return name[0] == 's' ? NAME_IS(Q_SIGNATURE) : NAME_IS(Q_TIMESTAMP);
+    case 10:
+        return NAME_IS(Q_RECV);
+    case 11:
+        return NAME_IS(Q_TIF);
+    case 16:
+        return name[3] == 'C' ? NAME_IS(Q_COID) : NAME_IS(Q_RESP);
+    case 23:
+        return NAME_IS(Q_STP);
+    }
+    return -1;
+#undef NAME_IS
+}
+
+/* params.integer of a str: 1 to 19 ASCII digits, at most INT64_MAX; 0 when it is not */
+static inline int query_int(const char *s, Py_ssize_t n, long long *into) {
+    if (n < 1 || n > 19)
+        return 0;
+    uint64_t v = 0;
+    for (Py_ssize_t k = 0; k < n; k++) {
+        if (s[k] < '0' || s[k] > '9')
+            return 0;
+        v = v * 10 + (unsigned)(s[k] - '0');
+    }
+    if (v > INT64_MAX)
+        return 0;
+    *into = (long long)v;
+    return 1;
+}
+
+/* scan_query(query, tables, shards) -> (body, shard, response type, payload, signature, timestamp, recvWindow)
+ * | None: see the module comment */
+static PyObject *scan_query(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 3) {
+        PyErr_SetString(PyExc_TypeError, "scan_query() takes 3 arguments");
+        return NULL;
+    }
+    Tables *t = PyCapsule_IsValid(args[1], TABLES) ? PyCapsule_GetPointer(args[1], TABLES) : NULL;
+    if (!bound || t == NULL || !PyBytes_CheckExact(args[0])) {
+        PyErr_SetString(PyExc_TypeError, "scan_query() needs a bound core, bytes and tables()");
+        return NULL;
+    }
+    Py_ssize_t shards = PyLong_AsSsize_t(args[2]);
+    if (shards == -1 && PyErr_Occurred())
+        return NULL;
+    if (t->nstps < 0)
+        Py_RETURN_NONE;
+    const char *q = PyBytes_AS_STRING(args[0]), *end = q + PyBytes_GET_SIZE(args[0]), *p = q;
+    const char *text[QUERY_FIELDS];
+    Py_ssize_t len[QUERY_FIELDS];
+    int seen = 0;
+    while (p < end) { /* name=value, then '&' or the end; each byte of either printable ASCII but % + = & */
+        const char *name = p;
+        while (p < end && query_byte[(unsigned char)*p] == QB_PLAIN)
+            p++;
+        if (p >= end || *p != '=' || p == name)
+            Py_RETURN_NONE;
+        int j = query_name(name, p - name);
+        if (j < 0 || (seen & (1 << j)))
+            Py_RETURN_NONE; /* a name this lane does not take, or one sent twice */
+        const char *value = ++p;
+        while (p < end && query_byte[(unsigned char)*p] == QB_PLAIN)
+            p++;
+        if (p == value || (p < end && *p != '&'))
+            Py_RETURN_NONE; /* an empty value, or an odd byte in it */
+        seen |= 1 << j;
+        text[j] = value;
+        len[j] = p - value;
+        if (p < end) {
+            if (j == Q_SIGNATURE)
+                Py_RETURN_NONE; /* the signature ends the query string here (so no '&' ends it) */
+            p++;
+        }
+    }
+    if ((seen & Q_REQUIRED) != Q_REQUIRED || len[Q_TYPE] != 5 || memcmp(text[Q_TYPE], "LIMIT", 5) != 0)
+        Py_RETURN_NONE;
+    const Entry *rules = symbol_entry_text(t, text[Q_SYMBOL], len[Q_SYMBOL]);
+    long long side_code, tif_code, ticks, lots, stp = expire_maker, timestamp, recv_window = -1;
+    if (rules == NULL || rules->v[1] >= shards)
+        Py_RETURN_NONE;
+    const long long *r = rules->v;
+    if (!small_code_text(t->sides, t->nsides, text[Q_SIDE], len[Q_SIDE], &side_code)
+        || !small_code_text(t->tifs, t->ntifs, text[Q_TIF], len[Q_TIF], &tif_code)
+        || !grid_text(text[Q_PRICE], len[Q_PRICE], (int)r[2], r[3], r[4], r[5], &ticks)
+        || !grid_text(text[Q_QUANTITY], len[Q_QUANTITY], (int)r[6], r[7], r[8], r[9], &lots)
+        || !query_int(text[Q_TIMESTAMP], len[Q_TIMESTAMP], &timestamp)
+        || ((seen & (1 << Q_RECV)) && !query_int(text[Q_RECV], len[Q_RECV], &recv_window))
+        || ((seen & (1 << Q_STP)) && !small_code_text(t->stps, t->nstps, text[Q_STP], len[Q_STP], &stp))
+        || ((seen & (1 << Q_COID)) && (len[Q_COID] > COID_MAX || !coid_plain((const unsigned char *)text[Q_COID],
+                                                                             (int)len[Q_COID]))))
+        Py_RETURN_NONE;
+    int resp = 2; /* FULL: the default */
+    if (seen & (1 << Q_RESP)) {
+        for (resp = 0; resp < 3; resp++)
+            if ((Py_ssize_t)strlen(resp_names[resp]) == len[Q_RESP]
+                && memcmp(resp_names[resp], text[Q_RESP], (size_t)len[Q_RESP]) == 0)
+                break;
+        if (resp == 3)
+            Py_RETURN_NONE;
+    }
+    unsigned char b[NEW_ORDER_BODY_SIZE];
+    memset(b, 0, sizeof(b));
+    uint32_t sym32 = (uint32_t)r[0];
+    int64_t ticks64 = ticks, lots64 = lots;
+    memcpy(b, &sym32, 4);
+    /* user id (4..11) is filled by order_body(), and the client order id (12..48) when none was sent */
+    if (seen & (1 << Q_COID)) {
+        b[12] = (unsigned char)len[Q_COID];
+        memcpy(b + 13, text[Q_COID], (size_t)len[Q_COID]);
+    }
+    b[49] = (unsigned char)side_code;
+    b[50] = (unsigned char)limit_type;
+    b[51] = (unsigned char)tif_code;
+    memcpy(b + 52, &ticks64, 8);
+    memcpy(b + 60, &lots64, 8);
+    b[76] = (unsigned char)stp; /* quote qty (68..75) and ts (77..84) stay 0 */
+    Py_ssize_t payload = text[Q_SIGNATURE] - q - (Py_ssize_t)sizeof("&signature=") + 1;
+    if (payload < 0)
+        payload = 0; /* the signature alone (never plainly valid: the required fields are missing) */
+    PyObject *out = PyTuple_New(7), *signature = PyUnicode_New(len[Q_SIGNATURE], 127);
+    if (out == NULL || signature == NULL) {
+        Py_XDECREF(out);
+        Py_XDECREF(signature);
+        return NULL;
+    }
+    memcpy(PyUnicode_1BYTE_DATA(signature), text[Q_SIGNATURE], (size_t)len[Q_SIGNATURE]);
+    PyTuple_SET_ITEM(out, 4, signature);
+    PyObject *items[7] = {PyBytes_FromStringAndSize((const char *)b, NEW_ORDER_BODY_SIZE), PyLong_FromLongLong(r[1]),
+                          PyLong_FromLong(resp), PyBytes_FromStringAndSize(q, payload), signature,
+                          PyLong_FromLongLong(timestamp),
+                          recv_window < 0 ? Py_NewRef(Py_None) : PyLong_FromLongLong(recv_window)};
+    for (int k = 0; k < 7; k++) {
+        if (items[k] == NULL) {
+            Py_DECREF(out); /* the items set so far with it */
+            for (k++; k < 7; k++)
+                if (k != 4)
+                    Py_XDECREF(items[k]);
+            return NULL;
+        }
+        if (k != 4)
+            PyTuple_SET_ITEM(out, k, items[k]);
+    }
+    return out;
+}
+
+/* order_body(body, user_id, coids, prefix) -> bytes: scan_query()'s body with the user id, and the next generated
+ * client order id when the query sent none (drawn as plan() draws them) */
+static PyObject *order_body(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 4) {
+        PyErr_SetString(PyExc_TypeError, "order_body() takes 4 arguments");
+        return NULL;
+    }
+    PyObject *scanned = args[0], *coids = args[2], *prefix = args[3];
+    if (!PyBytes_CheckExact(scanned) || PyBytes_GET_SIZE(scanned) != NEW_ORDER_BODY_SIZE
+        || (prefix != Py_None && !PyBytes_CheckExact(prefix))) {
+        PyErr_SetString(PyExc_TypeError, "order_body() needs scan_query()'s body and bytes or None");
+        return NULL;
+    }
+    uint64_t user = PyLong_AsUnsignedLongLong(args[1]);
+    if (user == (uint64_t)-1 && PyErr_Occurred())
+        return NULL;
+    PyObject *body = PyBytes_FromStringAndSize(PyBytes_AS_STRING(scanned), NEW_ORDER_BODY_SIZE);
+    if (body == NULL)
+        return NULL;
+    unsigned char *b = (unsigned char *)PyBytes_AS_STRING(body);
+    memcpy(b + 4, &user, 8);
+    if (b[12] == 0 && !next_coid(coids, prefix, b + 12)) {
+        Py_DECREF(body);
+        return NULL;
+    }
+    return body;
+}
+
+/* the render table entry of symbol_id, read once per table as render() reads them; NULL when it is not written here
+ * (an error set when reading it failed) */
+static Symbol *symbol_entry_of(PyObject *table, long long symbol_id) {
+    static Symbol other;
+    if (table != cached_table) {
+        Py_INCREF(table);
+        Py_XSETREF(cached_table, table);
+        memset(symbol_state, 0, sizeof(symbol_state));
+    }
+    if (symbol_id >= SYMBOL_CACHE)
+        return symbol_of(table, symbol_id, &other) > 0 ? &other : NULL;
+    if (!symbol_state[symbol_id]) {
+        int have = symbol_of(table, symbol_id, &symbol_cache[symbol_id]);
+        if (have < 0)
+            return NULL;
+        symbol_state[symbol_id] = (signed char)(have ? 1 : 2);
+    }
+    return symbol_state[symbol_id] == 1 ? &symbol_cache[symbol_id] : NULL;
+}
+
+/* render_order(record, table) -> bytes | None: see the module comment */
+static PyObject *render_order(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 2) {
+        PyErr_SetString(PyExc_TypeError, "render_order() takes 2 arguments");
+        return NULL;
+    }
+    PyObject *record = args[0], *table = args[1];
+    if (!bound || !PyBytes_CheckExact(record) || !PyDict_CheckExact(table)) {
+        PyErr_SetString(PyExc_TypeError, "render_order() needs a bound core, bytes and a dict");
+        return NULL;
+    }
+    /* an order answer: kind, request id, then an order item's view and fills (full_text() reads from p + 1) */
+    const unsigned char *rec = (const unsigned char *)PyBytes_AS_STRING(record);
+    Py_ssize_t size = PyBytes_GET_SIZE(record);
+    if (size < 8 + ORDER_BODY_SIZE || rec[0] != k_order)
+        Py_RETURN_NONE;
+    const unsigned char *p = rec + 8;
+    if ((uint64_t)(size - 8 - ORDER_BODY_SIZE) < (uint64_t)ld_u32(p + V_FILLS) * FILL_SIZE)
+        Py_RETURN_NONE;
+    Symbol *sym = symbol_entry_of(table, ld_u32(p + V_SYMBOL));
+    if (sym == NULL)
+        return PyErr_Occurred() ? NULL : Py_NewRef(Py_None);
+    buf.len = 0;
+    int done = full_text(p, sym);
+    if (done < 0)
+        return NULL;
+    if (!done)
+        Py_RETURN_NONE;
+    return PyBytes_FromStringAndSize(buf.data, (Py_ssize_t)buf.len);
+}
+
 /* --- join --------------------------------------------------------------------------------------------- */
 
 /* b"[" + ",".join(texts).encode() + b"]"; None when a text is not a str (batch.py then raises as it does) */
@@ -1264,6 +1565,12 @@ static PyMethodDef methods[] = {
      "emit(scanned, user_id, coids, prefix, positions, bodies): the wire bodies of scan()'s orders"},
     {"render", (PyCFunction)(void (*)(void))render, METH_FASTCALL,
      "render(record, count, part, out, special, table) -> item indices left, or None for the whole record"},
+    {"scan_query", (PyCFunction)(void (*)(void))scan_query, METH_FASTCALL,
+     "scan_query(query, tables, shards) -> a plainly valid single order's parts, or None"},
+    {"order_body", (PyCFunction)(void (*)(void))order_body, METH_FASTCALL,
+     "order_body(body, user_id, coids, prefix) -> scan_query()'s body with user id and client order id"},
+    {"render_order", (PyCFunction)(void (*)(void))render_order, METH_FASTCALL,
+     "render_order(record, table) -> the FULL answer of an order answer record as bytes, or None"},
     {"join", join, METH_O, "join(texts) -> the JSON array of the answer texts as bytes, or None"},
     {NULL, NULL, 0, NULL},
 };
@@ -1278,10 +1585,24 @@ PyMODINIT_FUNC PyInit__batchcore(void) {
     s_quantity = PyUnicode_InternFromString("quantity");
     s_price = PyUnicode_InternFromString("price");
     s_limit = PyUnicode_InternFromString("LIMIT");
+    query_bytes_init();
     if (!s_symbol || !s_side || !s_type || !s_tif || !s_quantity || !s_price || !s_limit)
         return NULL;
     PyObject *m = PyModule_Create(&module);
-    if (m != NULL && PyModule_AddIntConstant(m, "SCAN_RECORD", SCAN_RECORD) < 0)
+    if (m == NULL)
+        return NULL;
+    PyObject *names = PyTuple_New(QUERY_FIELDS);
+    for (int j = 0; names != NULL && j < QUERY_FIELDS; j++) {
+        PyObject *name = PyUnicode_FromString(query_names[j]);
+        if (name == NULL)
+            Py_CLEAR(names);
+        else
+            PyTuple_SET_ITEM(names, j, name);
+    }
+    if (PyModule_AddIntConstant(m, "SCAN_RECORD", SCAN_RECORD) < 0 || names == NULL
+        || PyModule_AddObject(m, "QUERY_NAMES", names) < 0) {
+        Py_XDECREF(names);
         Py_CLEAR(m);
+    }
     return m;
 }

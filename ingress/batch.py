@@ -54,6 +54,13 @@ writes the bodies ``plan`` would, drawing the client order ids in batch order), 
 ``resources/orders.py`` uses it when nothing else needs the parsed body; a declined body is parsed and
 goes to ``place``, so every error stays the one named there.
 
+The single order (``POST /api/v3/order``, ``ingress/fastpath.py``): ``scan_query`` hands the raw query string to
+``_batchcore.scan_query``, which takes it only when ``params.new_order`` would accept it as a plain LIMIT order
+without an error and ``inputs`` would find nothing to refuse (see there), and returns its wire body and what the
+signature check needs; ``order_body`` adds the user id and the generated client order id (drawn after the checks,
+as ``params.new_order`` draws it); ``render_order`` writes a FULL answer from the shard's raw answer record
+(``_batchcore.render_order``, the bytes of ``full_text``). Each gives None where the C core is not selected.
+
 This module does no I/O of its own (the engine seam does) and never logs.
 """
 
@@ -151,8 +158,15 @@ select_core("python" if os.environ.get("INGRESS_BATCH_PURE_PYTHON", "") not in (
 _TABLES: weakref.WeakKeyDictionary[Catalog, tuple[Any, dict[int, tuple]]] = weakref.WeakKeyDictionary()
 
 
+_last_tables: tuple[Catalog | None, Any] = (None, None)  # the last catalog asked for and its tables (no weakref)
+
+
 def _core_tables(catalog: Catalog) -> tuple[Any, dict[int, tuple]]:
     """The C core's tables of ``catalog``: (for ``_batchcore.plan``, for ``_batchcore.render``)."""
+    global _last_tables
+    last = _last_tables
+    if last[0] is catalog:
+        return last[1]
     tables = _TABLES.get(catalog)
     if tables is None:
         plain = {
@@ -164,7 +178,8 @@ def _core_tables(catalog: Catalog) -> tuple[Any, dict[int, tuple]]:
             symbol_id: (head, asset, r.price_decimals, r.tick_units, r.qty_decimals, r.step_units)
             for symbol_id, (head, asset, _, r) in catalog.text_parts.items()
         }
-        tables = _TABLES[catalog] = (_CORE_MODULE.tables(plain, _SIDES, _TIFS), texts)
+        tables = _TABLES[catalog] = (_CORE_MODULE.tables(plain, _SIDES, _TIFS, p.STP_MODES), texts)
+    _last_tables = (catalog, tables)
     return tables
 
 
@@ -468,3 +483,35 @@ async def _place(engine: EngineClient, catalog: Catalog, plan: Plan) -> tuple[by
         answers = await engine.call_orders(plan.bodies)
         busy = render(catalog, plan, answers)
     return answer_bytes(plan), busy
+
+
+# --- the single order (ingress/fastpath.py) ---------------------------------------------------------------------
+
+
+def scan_query(catalog: Catalog, query: bytes) -> tuple[bytes, int, int, bytes, str, int, int | None] | None:
+    """A single order's query string that the C core takes (a plain LIMIT order, every value plainly valid):
+    ``(body, shard, newOrderRespType as an index of params.RESP_TYPES, signed payload, signature, timestamp,
+    recvWindow or None)``, the body without user id (and client order id when none was sent) for ``order_body``;
+    None for any other query string, or without the C core: then the Python path checks it."""
+    core = _core
+    if core is None:
+        return None
+    last = _last_tables  # _core_tables' first look, without its call (this runs per order)
+    return core.scan_query(query, (last[1] if last[0] is catalog else _core_tables(catalog))[0], catalog.shard_count)
+
+
+def order_body(scanned: bytes, user_id: int) -> bytes:
+    """The wire body (``wire.new_order_body``) of ``scan_query``'s body for ``user_id``, with the next generated
+    client order id (``params.CLIENT_ORDER_IDS``) when the query sent none."""
+    coids, prefix = _coids()
+    return _CORE_MODULE.order_body(scanned, user_id, coids, prefix)
+
+
+def render_order(catalog: Catalog, record: bytes) -> bytes | None:
+    """The FULL answer (``full_text``'s bytes) of an order answer record of the shard (kind K_ORDER), or None
+    where the C core does not write it (another kind, odd values, or the C core not selected)."""
+    core = _core
+    if core is None:
+        return None
+    last = _last_tables
+    return core.render_order(record, (last[1] if last[0] is catalog else _core_tables(catalog))[1])

@@ -23,7 +23,11 @@ the loop per order). The doorbell of a shard is rung once per loop iteration
 (``_ring_bells``), not once per write: ringing at once saved that callback's
 pass at the lightest loads, but under a paced load of a few thousand orders/s
 it split the shard's batches (more shard wake-ups and Redis round trips per
-order). ``submit`` is ``call`` without its coroutine, for the fast lane.
+order). ``submit`` is ``call`` without its coroutine, for the fast lane;
+``submit_order_body`` sends a NewOrder from its packed wire body (the C core
+writes it) and leaves the answer record undecoded: the reader hands it over as
+it came (its request id is in ``_raw``), and the lane writes a FULL answer
+straight from its bytes or ``decode``s it.
 
 A batch (``call_orders``, the REST ``batchOrders``; ``call_batch`` for a list of
 commands) sends each shard's new orders as ``NewOrders`` records, as many orders
@@ -57,6 +61,7 @@ import logging
 import time
 from collections import deque
 from collections.abc import Sequence
+from typing import Any
 
 from deploy.config import Config
 from deploy.topology import ProcessContext
@@ -67,6 +72,7 @@ from shards.protocol import NewOrder, Result
 from shards.wire import (
     ANSWER_HEAD_SIZE,
     K_RESULTS,
+    T_NEW_ORDER,
     AnswerAssembler,
     Ping,
     Pong,
@@ -85,6 +91,7 @@ log = logging.getLogger("ingress.engine_client")
 SWEEP_S = 0.05  # timeout sweeper period
 PING_TIMEOUT_S = 0.5
 READ_MAX = 1024  # answer records taken from one ring per pass
+_NEW_ORDER_TYPE = bytes((T_NEW_ORDER,))  # a NewOrder command record: this byte, the request id, the order's body
 
 
 def first_request_id() -> int:
@@ -118,6 +125,7 @@ class RingEngineClient:
         self._orders_per_record = [max(1, new_orders_per_record(ring.max_record)) for ring in self._command_rings]
         self._assembler = AnswerAssembler()
         self._pending: dict[int, asyncio.Future[Result]] = {}
+        self._raw: set[int] = set()  # pending requests answered with the raw record (submit_order_body)
         self._next_rid = first_request_id()
         self._marks: deque[tuple[float, int]] = deque()
         self._written = [False] * self.shard_count  # shards with records not yet announced by their doorbell
@@ -200,8 +208,25 @@ class RingEngineClient:
         if self._broken is not None:
             raise EngineTimeout(self._broken)
         rid = self._next_rid
+        return self._send(shard, rid, encode_command(rid, cmd))
+
+    def submit_order_body(self, shard: int, body: bytes) -> asyncio.Future[bytes]:
+        """``submit`` of the NewOrder whose wire body is ``body`` (``wire.new_order_body``; the command record is
+        the one ``encode_command`` writes): the future of the answer record itself, undecoded, whatever its kind
+        (``decode`` gives its Result). For the single-order fast lane, which writes a FULL answer from its bytes.
+        """
+        if self._broken is not None:
+            raise EngineTimeout(self._broken)
+        rid = self._next_rid
+        fut = self._send(shard, rid, _NEW_ORDER_TYPE + rid.to_bytes(8, "little") + body)
+        self._raw.add(rid)
+        return fut
+
+    def _send(self, shard: int, rid: int, record: bytes) -> asyncio.Future[Any]:
+        """Write request ``rid``'s command ``record`` to ``shard``'s ring (EngineBusy when full: nothing sent),
+        have its doorbell rung at the end of this loop pass, and return the future its answer resolves."""
         self._next_rid = rid + 1
-        if not self._command_rings[shard].write(encode_command(rid, cmd)):
+        if not self._command_rings[shard].write(record):
             self.busy += 1
             raise EngineBusy(f"command ring of shard {shard} is full")
         self._written[shard] = True
@@ -223,13 +248,14 @@ class RingEngineClient:
             self._pending.pop(rid, None)
             raise
         if type(res) is bytes:  # a Results record (the answer to a NewOrders command)
-            res = self._decode_results(res)
+            res = self.decode(res)
             if isinstance(res, Exception):
                 raise res
         return res
 
-    def _decode_results(self, record: bytes) -> Result | Exception:
-        """The ``Results`` of a raw Results record, or EngineTimeout (logged) when it is malformed."""
+    def decode(self, record: bytes) -> Result | Exception:
+        """The Result of a raw answer record (a ``Results`` record, or any answer to ``submit_order_body``), or
+        EngineTimeout (logged, counted in ``bad_answers``) when it is malformed."""
         try:
             return decode_answer(record)[1]
         except WireError as exc:
@@ -359,7 +385,7 @@ class RingEngineClient:
                     exc = fut.exception()
                     res: object = exc if exc is not None else fut.result()
                     if type(res) is bytes:
-                        res = self._decode_results(res)
+                        res = self.decode(res)
                     if batched and type(res) is Results:
                         answers = res[0]  # type: ignore[index]
                         if len(answers) == len(part):
@@ -424,6 +450,7 @@ class RingEngineClient:
 
     def _deliver(self, records: list[bytes]) -> None:
         pending = self._pending
+        raw = self._raw
         for record in records:
             try:
                 if record[0] & 0xC0:  # a fragment of a long answer (wire.MORE | wire.LAST)
@@ -432,6 +459,13 @@ class RingEngineClient:
                         continue
                 if record[0] == K_RESULTS and len(record) >= ANSWER_HEAD_SIZE:  # its caller reads it
                     rid = int.from_bytes(record[1:ANSWER_HEAD_SIZE], "little")
+                    result = record if type(record) is bytes else bytes(record)
+                elif (
+                    raw
+                    and len(record) >= ANSWER_HEAD_SIZE
+                    and (rid := int.from_bytes(record[1:ANSWER_HEAD_SIZE], "little")) in raw
+                ):  # its caller reads it (submit_order_body)
+                    raw.remove(rid)
                     result = record if type(record) is bytes else bytes(record)
                 else:
                     rid, result = decode_answer(record)
@@ -466,6 +500,7 @@ class RingEngineClient:
                     break
                 expired.append(rid)
             for rid in expired:
+                self._raw.discard(rid)
                 fut = pending.pop(rid)
                 if not fut.done():
                     self.timeouts += 1
@@ -476,6 +511,7 @@ class RingEngineClient:
     def _fail_all(self, reason: str) -> None:
         futures = list(self._pending.values())
         self._pending.clear()
+        self._raw.clear()
         for fut in futures:
             if not fut.done():
                 fut.set_exception(EngineTimeout(reason))

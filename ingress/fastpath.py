@@ -12,7 +12,26 @@ before touching the request, and falcon serves it as before. Every error is
 answered exactly as ``ingress/errors.py`` maps it for falcon (status, code,
 message, ``Retry-After``). A FULL answer is written as text by
 ``ingress.batch.full_text`` (the bytes of ``views.full``, without its dict and
-``orjson``). Answers go out through ``ingress/reply.py``: the
+``orjson``).
+
+Where the C core is selected (``ingress.batch.select_core``; not with
+``INGRESS_BATCH_PURE_PYTHON=1``), ``answer`` first hands the raw query string
+to ``batch.scan_query``, which takes only a plainly valid LIMIT order (see
+``_batchcore.scan_query``: every name allowed and sent once, nothing to
+decode, every value one ``params.new_order`` accepts as it is) and gives its
+wire body, shard, response type and the signed parts. With a key the user
+cache knows, the lane then runs ``Authenticator.check_signed`` (the signature,
+recvWindow and timestamp rules of ``check``, in its order), adds the user id
+and the generated client order id (``batch.order_body``, drawn after the
+checks as ``params.new_order`` draws it), sends the body with the engine's
+``submit_order_body`` where it has one (``RingEngineClient``: the answer record
+comes back undecoded) and writes a FULL answer from the record's bytes
+(``batch.render_order``); any other answer is decoded and written as below.
+Everything else (a query the core declines, an unknown key) runs the Python
+path, the reference, before anything happened; both give the same bytes and
+send the same commands (``tests/ingress/test_fastcore.py``).
+
+Answers go out through ``ingress/reply.py``: the
 same bytes in one socket write instead of two when uvicorn's httptools
 protocol serves the request. A key the user cache knows is checked without
 a coroutine (``Authenticator.check``). The command goes through the engine's
@@ -32,12 +51,13 @@ from falcon.util.uri import parse_query_string
 
 from ingress import params as p
 from ingress import views
-from ingress.batch import full_text
+from ingress.batch import full_text, order_body, render_order, scan_query
 from ingress.dispatch import EngineBusy, EngineTimeout
 from ingress.errors import BUSY_MSG, JSON, TIMEOUT_MSG, ApiError, rejected_error, unexpected_exception
 from ingress.inputs import NO_BODY, Inputs, check_allowed, check_no_duplicates
 from ingress.reply import Replier
 from ingress.resources.base import unexpected
+from shards import wire
 from shards.protocol import OrderResult, Rejected
 
 PATH = "/api/v3/order"
@@ -45,6 +65,8 @@ NEW_ORDER = p.ORDER_PARAMS | p.SIGNED_PARAMS
 _JSON = JSON.encode()
 _BUSY_HEADERS = {"Retry-After": "1"}
 _CONTENT_TYPE = (b"content-type", _JSON)
+_FULL = p.RESP_TYPES.index("FULL")
+_NEW_ORDER_HEAD = bytes((wire.T_NEW_ORDER,)) + bytes(8)  # a NewOrder command record's type and a request id 0
 
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 Answer = tuple[int, list[tuple[bytes, bytes]], bytes]  # status, headers (lower-case names), body
@@ -59,6 +81,9 @@ class FastOrderPost:
         # the engine's ``submit`` where it has one (RingEngineClient): the order's future, awaited
         # here, without ``call``'s coroutine in between
         self.submit: Callable[[int, object], Awaitable[Any]] | None = getattr(ctx.engine, "submit", None)
+        # and its raw variant (``submit_order_body``) for the orders the C core read: the NewOrder from its wire
+        # body, the answer record undecoded (a FULL answer is written from its bytes)
+        self.submit_body: Callable[[int, bytes], Awaitable[Any]] | None = getattr(ctx.engine, "submit_order_body", None)
 
     async def __call__(self, scope: Mapping[str, Any], send: Send) -> bool:
         api_key: bytes | None = None
@@ -88,11 +113,45 @@ class FastOrderPost:
         ``X-MBX-APIKEY`` value: ``(status, headers, body)``, headers with lower-case names and one
         content-length; None when the lane does not take it (a query string that is not UTF-8), before
         anything happened."""
+        ctx = self.ctx
+        if api_key:  # (an empty key is a missing one: the Python path answers -2014)
+            scanned = scan_query(ctx.catalog, query_string)  # the C core's plain LIMIT order, or None
+            if scanned is not None:
+                user = ctx.users.get(api_key.decode("latin1"))
+                if user is not None:
+                    body, shard, resp_type, payload, signature, timestamp, recv_window = scanned
+                    try:
+                        body = order_body(body, ctx.auth.check_signed(user, payload, signature, timestamp, recv_window))
+                        submit_body = self.submit_body
+                        if submit_body is not None:
+                            res: Any = await submit_body(shard, body)
+                            if type(res) is bytes:
+                                if resp_type == _FULL:
+                                    text = render_order(ctx.catalog, res)
+                                    if text is not None:
+                                        return 200, [(b"content-length", b"%d" % len(text)), _CONTENT_TYPE], text
+                                res = ctx.engine.decode(res)
+                                if isinstance(res, Exception):
+                                    raise res
+                        else:
+                            cmd = wire.decode_command(_NEW_ORDER_HEAD + body)[1]
+                            submit = self.submit
+                            res = await (ctx.engine.call(shard, cmd) if submit is None else submit(shard, cmd))
+                        if type(res) is not OrderResult:
+                            raise rejected_error(res) if type(res) is Rejected else unexpected(res)
+                        if resp_type == _FULL:
+                            text = full_text(ctx.catalog, res.order, res.fills).encode()
+                        else:
+                            rules = ctx.catalog.by_id[int.from_bytes(body[:4], "little")]
+                            text = orjson.dumps(views.new_order(rules, res.order, res.fills, p.RESP_TYPES[resp_type]))
+                    except Exception as ex:  # noqa: BLE001 - answered as below
+                        return _failure(ex)
+                    return 200, [(b"content-length", str(len(text)).encode()), _CONTENT_TYPE], text
+        # the Python path (the reference): every other query string, and every error named as it names it
         try:
             query = query_string.decode()
         except UnicodeDecodeError:
             return None
-        ctx = self.ctx
         try:
             params: dict[str, Any] = parse_query_string(query, keep_blank=True, csv=False) if query else {}
             if list in map(type, params.values()):  # a name sent twice (falcon made a list of its values)
@@ -104,25 +163,30 @@ class FastOrderPost:
                 user = await ctx.auth.resolve(key)
             user_id = ctx.auth.check(user, inputs)
             check_allowed(params, NEW_ORDER)
-            rules, cmd, resp_type = p.new_order(ctx.catalog, params, user_id)
+            rules, cmd, resp = p.new_order(ctx.catalog, params, user_id)
             submit = self.submit
             res = await (ctx.engine.call(rules.shard, cmd) if submit is None else submit(rules.shard, cmd))
             if type(res) is not OrderResult:
                 raise rejected_error(res) if type(res) is Rejected else unexpected(res)
-            if resp_type == "FULL":
+            if resp == "FULL":
                 body = full_text(ctx.catalog, res.order, res.fills).encode()
             else:
-                body = orjson.dumps(views.new_order(rules, res.order, res.fills, resp_type))
-        except ApiError as ex:
-            return _error(ex.http_status, ex.code, ex.msg, ex.headers)
-        except EngineBusy:
-            return _error(503, -1008, BUSY_MSG, _BUSY_HEADERS)
-        except EngineTimeout:
-            return _error(500, -1000, TIMEOUT_MSG, None)
+                body = orjson.dumps(views.new_order(rules, res.order, res.fills, resp))
         except Exception as ex:  # noqa: BLE001 - answered like falcon's catch-all handler
-            err = unexpected_exception(ex, "POST", PATH)
-            return _error(err.http_status, err.code, err.msg, None)
+            return _failure(ex)
         return 200, [(b"content-length", str(len(body)).encode()), _CONTENT_TYPE], body
+
+
+def _failure(ex: Exception) -> Answer:
+    """The answer to an exception raised while serving the order, as ``ingress/errors.py`` maps it for falcon."""
+    if isinstance(ex, ApiError):
+        return _error(ex.http_status, ex.code, ex.msg, ex.headers)
+    if isinstance(ex, EngineBusy):
+        return _error(503, -1008, BUSY_MSG, _BUSY_HEADERS)
+    if isinstance(ex, EngineTimeout):
+        return _error(500, -1000, TIMEOUT_MSG, None)
+    err = unexpected_exception(ex, "POST", PATH)
+    return _error(err.http_status, err.code, err.msg, None)
 
 
 def _error(status: int, code: int, msg: str, headers: Mapping[str, str] | None) -> Answer:

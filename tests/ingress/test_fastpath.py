@@ -4,18 +4,22 @@ Each case is sent to two apps over the same database and equal fresh engines:
 one with the fast lane (the default), one with every request through falcon.
 Status, contract body and headers must match (times, which differ by the
 millisecond, are left out); requests the lane does not take (a body, a query
-string that is not UTF-8) reach falcon in both.
+string that is not UTF-8) reach falcon in both. Every test runs with each core
+this install has (``ingress.batch.CORES``): with the C core the lane takes a
+plainly valid order through ``_batchcore.scan_query`` (``test_fastcore.py``
+compares the two paths byte for byte).
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 from urllib.parse import urlencode
 
 import pytest
 
+from ingress import batch
 from ingress.auth import sign
 from ingress.dispatch import EngineBusy, EngineTimeout
 from ingress.fastpath import FastOrderPost
@@ -24,6 +28,15 @@ from tests.ingress.local_engine import FailingEngineClient, LocalEngineClient, S
 
 ORDER = "/api/v3/order"
 TIMES = ("transactTime", "workingTime")
+
+
+@pytest.fixture(autouse=True, params=batch.CORES)
+def core(request: pytest.FixtureRequest) -> Iterator[str]:
+    """Each test with each core: the C core's single-order path, and the Python path."""
+    saved = batch.core_name()
+    batch.select_core(request.param)
+    yield request.param
+    batch.select_core(saved)
 
 
 def _pair(make_api: Callable[..., ApiClient], make_config: Callable[..., Any], engine: Any = None):
