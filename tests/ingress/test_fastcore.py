@@ -48,25 +48,12 @@ from ingress.inputs import NO_BODY, Inputs, check_allowed, check_no_duplicates
 from ingress.symbols import Catalog
 from shards import wire
 from shards.protocol import STATE_CHANGING, Fill, NewOrder, OrderResult, OrderStatus, OrderView, Rejected
+from tests.ingress.conftest import SYMBOLS
 from tests.ingress.local_engine import LocalEngineClient
 from tests.ingress.test_engine_client import Rig, _config
 
 pytestmark = pytest.mark.skipif("c" not in batch.CORES, reason="ingress._batchcore is not built: no C core to compare")
 
-SYMBOLS = [
-    {
-        "symbol": "AAPL", "base_asset": "AAPL", "quote_asset": "USD", "tick_size": "0.01", "step_size": "1",
-        "min_price": "0.01", "max_price": "1000000", "min_qty": "1", "max_qty": "1000000",
-    },
-    {
-        "symbol": "MSFT", "base_asset": "MSFT", "quote_asset": "USD", "tick_size": "0.01", "step_size": "1",
-        "min_price": "0.01", "max_price": "1000000", "min_qty": "1", "max_qty": "1000000",
-    },
-    {
-        "symbol": "BTCUSD", "base_asset": "BTC", "quote_asset": "USD", "tick_size": "0.05", "step_size": "0.001",
-        "min_price": "1", "max_price": "500000", "min_qty": "0.002", "max_qty": "100",
-    },
-]  # fmt: skip
 CONFIG = build_config({"symbols": SYMBOLS, "engine": {"shards": 2}}, {})
 NOW = 1_700_000_000_000  # the server clock of these tests (ms)
 USERS = [(3, "k" * 64, "s" * 64), (2**40, "Key_2-" + "q" * 20, "another secret")]
