@@ -114,39 +114,14 @@ class FastOrderPost:
         content-length; None when the lane does not take it (a query string that is not UTF-8), before
         anything happened."""
         ctx = self.ctx
-        if api_key:  # (an empty key is a missing one: the Python path answers -2014)
-            scanned = scan_query(ctx.catalog, query_string)  # the C core's plain LIMIT order, or None
-            if scanned is not None:
-                user = ctx.users.get(api_key.decode("latin1"))
-                if user is not None:
-                    body, shard, resp_type, payload, signature, timestamp, recv_window = scanned
-                    try:
-                        body = order_body(body, ctx.auth.check_signed(user, payload, signature, timestamp, recv_window))
-                        submit_body = self.submit_body
-                        if submit_body is not None:
-                            res: Any = await submit_body(shard, body)
-                            if type(res) is bytes:
-                                if resp_type == _FULL:
-                                    text = render_order(ctx.catalog, res)
-                                    if text is not None:
-                                        return 200, [(b"content-length", b"%d" % len(text)), _CONTENT_TYPE], text
-                                res = ctx.engine.decode(res)
-                                if isinstance(res, Exception):
-                                    raise res
-                        else:
-                            cmd = wire.decode_command(_NEW_ORDER_HEAD + body)[1]
-                            submit = self.submit
-                            res = await (ctx.engine.call(shard, cmd) if submit is None else submit(shard, cmd))
-                        if type(res) is not OrderResult:
-                            raise rejected_error(res) if type(res) is Rejected else unexpected(res)
-                        if resp_type == _FULL:
-                            text = full_text(ctx.catalog, res.order, res.fills).encode()
-                        else:
-                            rules = ctx.catalog.by_id[int.from_bytes(body[:4], "little")]
-                            text = orjson.dumps(views.new_order(rules, res.order, res.fills, p.RESP_TYPES[resp_type]))
-                    except Exception as ex:  # noqa: BLE001 - answered as below
-                        return _failure(ex)
-                    return 200, [(b"content-length", str(len(text)).encode()), _CONTENT_TYPE], text
+        # the C core's plain LIMIT order, or None (an empty key is a missing one: the Python path answers -2014)
+        scanned = scan_query(ctx.catalog, query_string) if api_key else None
+        user = ctx.users.get(api_key.decode("latin1")) if scanned is not None else None  # type: ignore[union-attr]
+        if user is not None:
+            try:
+                return await self._place_scanned(scanned, user)
+            except Exception as ex:  # noqa: BLE001 - answered as the Python path answers it
+                return _failure(ex)
         # the Python path (the reference): every other query string, and every error named as it names it
         try:
             query = query_string.decode()
@@ -175,6 +150,36 @@ class FastOrderPost:
         except Exception as ex:  # noqa: BLE001 - answered like falcon's catch-all handler
             return _failure(ex)
         return 200, [(b"content-length", str(len(body)).encode()), _CONTENT_TYPE], body
+
+    async def _place_scanned(self, scanned: tuple, user: Any) -> Answer:
+        """Check, place and answer an order ``scan_query`` read, for a user the cache knows; raises what the
+        Python path would answer (``_failure`` maps it)."""
+        ctx = self.ctx
+        body, shard, resp_type, payload, signature, timestamp, recv_window = scanned
+        body = order_body(body, ctx.auth.check_signed(user, payload, signature, timestamp, recv_window))
+        submit_body = self.submit_body
+        if submit_body is None:  # an engine without the raw submit (tests' local engines): the command itself
+            cmd = wire.decode_command(_NEW_ORDER_HEAD + body)[1]
+            submit = self.submit
+            res: Any = await (ctx.engine.call(shard, cmd) if submit is None else submit(shard, cmd))
+        else:
+            res = await submit_body(shard, body)
+            if type(res) is bytes:
+                if resp_type == _FULL:
+                    text = render_order(ctx.catalog, res)  # None: a reject or a value the core leaves to Python
+                    if text is not None:
+                        return 200, [(b"content-length", b"%d" % len(text)), _CONTENT_TYPE], text
+                res = ctx.engine.decode(res)
+                if isinstance(res, Exception):
+                    raise res
+        if type(res) is not OrderResult:
+            raise rejected_error(res) if type(res) is Rejected else unexpected(res)
+        if resp_type == _FULL:
+            text = full_text(ctx.catalog, res.order, res.fills).encode()
+        else:
+            rules = ctx.catalog.by_id[int.from_bytes(body[:4], "little")]
+            text = orjson.dumps(views.new_order(rules, res.order, res.fills, p.RESP_TYPES[resp_type]))
+        return 200, [(b"content-length", str(len(text)).encode()), _CONTENT_TYPE], text
 
 
 def _failure(ex: Exception) -> Answer:
