@@ -784,19 +784,26 @@ static const char *scan_order(const char *p, const char *end, const Tables *t, P
     return p + 1;
 }
 
+/* The arguments of scan() and scan_query(): (text, tables, shards); 0 with an exception set when they are wrong. */
+static int scanner_args(const char *name, PyObject *const *args, Py_ssize_t nargs, Tables **t, Py_ssize_t *shards) {
+    if (nargs != 3) {
+        PyErr_Format(PyExc_TypeError, "%s() takes 3 arguments", name);
+        return 0;
+    }
+    *t = PyCapsule_IsValid(args[1], TABLES) ? PyCapsule_GetPointer(args[1], TABLES) : NULL;
+    if (!bound || *t == NULL || !PyBytes_CheckExact(args[0])) {
+        PyErr_Format(PyExc_TypeError, "%s() needs a bound core, bytes and tables()", name);
+        return 0;
+    }
+    *shards = PyLong_AsSsize_t(args[2]);
+    return !(*shards == -1 && PyErr_Occurred());
+}
+
 /* scan(body, tables, shards) -> bytes | None: see the module comment */
 static PyObject *scan(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
-    if (nargs != 3) {
-        PyErr_SetString(PyExc_TypeError, "scan() takes 3 arguments");
-        return NULL;
-    }
-    Tables *t = PyCapsule_IsValid(args[1], TABLES) ? PyCapsule_GetPointer(args[1], TABLES) : NULL;
-    if (!bound || t == NULL || !PyBytes_CheckExact(args[0])) {
-        PyErr_SetString(PyExc_TypeError, "scan() needs a bound core, bytes and tables()");
-        return NULL;
-    }
-    Py_ssize_t shards = PyLong_AsSsize_t(args[2]);
-    if (shards == -1 && PyErr_Occurred())
+    Tables *t;
+    Py_ssize_t shards;
+    if (!scanner_args("scan", args, nargs, &t, &shards))
         return NULL;
     const char *p = PyBytes_AS_STRING(args[0]), *end = p + PyBytes_GET_SIZE(args[0]), *key;
     Py_ssize_t key_len, n = 0;
@@ -1319,17 +1326,9 @@ static inline int query_int(const char *s, Py_ssize_t n, long long *into) {
 /* scan_query(query, tables, shards) -> (body, shard, response type, payload, signature, timestamp, recvWindow)
  * | None: see the module comment */
 static PyObject *scan_query(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
-    if (nargs != 3) {
-        PyErr_SetString(PyExc_TypeError, "scan_query() takes 3 arguments");
-        return NULL;
-    }
-    Tables *t = PyCapsule_IsValid(args[1], TABLES) ? PyCapsule_GetPointer(args[1], TABLES) : NULL;
-    if (!bound || t == NULL || !PyBytes_CheckExact(args[0])) {
-        PyErr_SetString(PyExc_TypeError, "scan_query() needs a bound core, bytes and tables()");
-        return NULL;
-    }
-    Py_ssize_t shards = PyLong_AsSsize_t(args[2]);
-    if (shards == -1 && PyErr_Occurred())
+    Tables *t;
+    Py_ssize_t shards;
+    if (!scanner_args("scan_query", args, nargs, &t, &shards))
         return NULL;
     if (t->nstps < 0)
         Py_RETURN_NONE;
