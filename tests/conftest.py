@@ -23,6 +23,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import os
 import secrets
@@ -35,7 +36,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
@@ -43,6 +44,7 @@ from typing import Any
 
 import pytest
 
+from deploy import telemetry
 from deploy.config import Config, load_config
 from deploy.embedded import ServerProcess, ensure_database, start_postgres, start_redis, with_redis_db
 from deploy.roles import ROLE_MODULES_ENV, ROLE_TABLE
@@ -339,3 +341,21 @@ def exchange_factory(services: Services, tmp_path: Path) -> Iterator[Callable[..
             problems.append(f"exchange up left shared-memory segments {left}")
     if problems:
         pytest.fail("\n".join(problems))
+
+
+def publish_while_failing(send: Callable[[list[list[bytes]]], Awaitable[object]], role: str,
+                          tries: Callable[[], int], figures: Mapping[str, int]) -> bool:  # fmt: skip
+    """Run ``telemetry.publish_every`` with ``send`` (which fails) until ``tries()`` reaches 3; True when the loop
+    was still running then (a failing Redis must not end it). It stops cleanly afterwards."""
+
+    async def scenario() -> bool:
+        stop = asyncio.Event()
+        task = asyncio.create_task(telemetry.publish_every(send, lambda: figures, role, 0, stop, interval_s=0.01))
+        while tries() < 3:
+            await asyncio.sleep(0.01)
+        alive = not task.done()
+        stop.set()
+        await asyncio.wait_for(task, 5)
+        return alive
+
+    return asyncio.run(scenario())

@@ -15,6 +15,7 @@ from deploy import telemetry
 from deploy.migrate import apply_migrations
 from persist import main as persist_main
 from shards.journal import RedisJournal
+from tests.conftest import publish_while_failing
 from tests.persist.flow import config_for, engine_of_shard, run_flow
 
 LIMIT_S = 30.0  # bound of the polling below, not an assertion
@@ -80,19 +81,7 @@ def test_publishing_survives_a_failing_redis_and_logs_it_once(capsys: Any) -> No
         sent.append(commands)
         raise ConnectionError("redis is down")
 
-    async def scenario() -> bool:
-        stop = asyncio.Event()
-        task = asyncio.create_task(
-            telemetry.publish_every(failing, lambda: {"commits": 4}, "persist", 0, stop, interval_s=0.01)
-        )
-        while len(sent) < 3:
-            await asyncio.sleep(0.01)
-        alive = not task.done()
-        stop.set()
-        await asyncio.wait_for(task, 5)
-        return alive
-
-    alive = asyncio.run(scenario())
+    alive = publish_while_failing(failing, "persist", lambda: len(sent), {"commits": 4})
     err = capsys.readouterr().err
 
     assert alive

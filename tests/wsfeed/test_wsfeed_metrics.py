@@ -11,6 +11,7 @@ from typing import Any
 import redis
 
 from deploy import telemetry
+from tests.conftest import publish_while_failing
 from tests.wsfeed.harness import recv_json, request, ws_connect
 from wsfeed.hub import Hub
 from wsfeed.main import figures, redis_sender
@@ -101,19 +102,7 @@ def test_the_publisher_survives_a_failing_redis_and_logs_it_once(capsys) -> None
 
     send = redis_sender(SimpleNamespace(pipeline=pipeline))
 
-    async def scenario() -> bool:
-        stop = asyncio.Event()
-        task = asyncio.create_task(
-            telemetry.publish_every(send, lambda: {"connections": 0}, "wsfeed", 0, stop, interval_s=0.01)
-        )
-        while calls["n"] < 3:
-            await asyncio.sleep(0.01)
-        alive = not task.done()
-        stop.set()
-        await asyncio.wait_for(task, 5)
-        return alive
-
-    alive = asyncio.run(scenario())
+    alive = publish_while_failing(send, "wsfeed", lambda: calls["n"], {"connections": 0})
     err = capsys.readouterr().err
 
     assert alive
