@@ -6,7 +6,7 @@ straight on the ASGI scope, without building falcon's Request and Response
 objects or routing: those cost about as much as the order's own validation.
 
 It takes only the plain case: method POST, path exactly ``/api/v3/order``, no
-body (no Content-Length other than 0, no Transfer-Encoding), at most one
+body (no Content-Length other than 0, no Transfer-Encoding), no ``Expect``, at most one
 ``X-MBX-APIKEY`` header and a UTF-8 query string. Anything else returns False
 before touching the request, and falcon serves it as before. Every error is
 answered exactly as ``ingress/errors.py`` maps it for falcon (status, code,
@@ -86,20 +86,12 @@ class FastOrderPost:
         self.submit_body: Callable[[int, bytes], Awaitable[Any]] | None = getattr(ctx.engine, "submit_order_body", None)
 
     async def __call__(self, scope: Mapping[str, Any], send: Send) -> bool:
-        api_key: bytes | None = None
         headers = scope["headers"]
         if type(headers) is not list:  # ASGI allows any iterable: keep it readable for falcon after us
             headers = scope["headers"] = [tuple(h) for h in headers]  # type: ignore[index]
-        for name, value in headers:
-            if name == b"x-mbx-apikey":
-                if api_key is not None:
-                    return False
-                api_key = value
-            elif name == b"content-length":
-                if value.strip() != b"0":
-                    return False
-            elif name == b"transfer-encoding":
-                return False
+        plain, api_key = plain_headers(headers)
+        if not plain:
+            return False
         answer = await self.answer(scope["query_string"], api_key)
         if answer is None:
             return False
@@ -121,7 +113,7 @@ class FastOrderPost:
             try:
                 return await self._place_scanned(scanned, user)
             except Exception as ex:  # noqa: BLE001 - answered as the Python path answers it
-                return _failure(ex)
+                return failure(ex)
         # the Python path (the reference): every other query string, and every error named as it names it
         try:
             query = query_string.decode()
@@ -141,19 +133,13 @@ class FastOrderPost:
             rules, cmd, resp = p.new_order(ctx.catalog, params, user_id)
             submit = self.submit
             res = await (ctx.engine.call(rules.shard, cmd) if submit is None else submit(rules.shard, cmd))
-            if type(res) is not OrderResult:
-                raise rejected_error(res) if type(res) is Rejected else unexpected(res)
-            if resp == "FULL":
-                body = full_text(ctx.catalog, res.order, res.fills).encode()
-            else:
-                body = orjson.dumps(views.new_order(rules, res.order, res.fills, resp))
+            return _order_answer(ctx.catalog, rules, res, resp)
         except Exception as ex:  # noqa: BLE001 - answered like falcon's catch-all handler
-            return _failure(ex)
-        return 200, [(b"content-length", str(len(body)).encode()), _CONTENT_TYPE], body
+            return failure(ex)
 
     async def _place_scanned(self, scanned: tuple, user: Any) -> Answer:
         """Check, place and answer an order ``scan_query`` read, for a user the cache knows; raises what the
-        Python path would answer (``_failure`` maps it)."""
+        Python path would answer (``failure`` maps it)."""
         ctx = self.ctx
         body, shard, resp_type, payload, signature, timestamp, recv_window = scanned
         body = order_body(body, ctx.auth.check_signed(user, payload, signature, timestamp, recv_window))
@@ -168,21 +154,46 @@ class FastOrderPost:
                 if resp_type == _FULL:
                     text = render_order(ctx.catalog, res)  # None: a reject or a value the core leaves to Python
                     if text is not None:
-                        return 200, [(b"content-length", b"%d" % len(text)), _CONTENT_TYPE], text
+                        return _ok(text)
                 res = ctx.engine.decode(res)
                 if isinstance(res, Exception):
                     raise res
-        if type(res) is not OrderResult:
-            raise rejected_error(res) if type(res) is Rejected else unexpected(res)
-        if resp_type == _FULL:
-            text = full_text(ctx.catalog, res.order, res.fills).encode()
-        else:
-            rules = ctx.catalog.by_id[int.from_bytes(body[:4], "little")]
-            text = orjson.dumps(views.new_order(rules, res.order, res.fills, p.RESP_TYPES[resp_type]))
-        return 200, [(b"content-length", str(len(text)).encode()), _CONTENT_TYPE], text
+        rules = ctx.catalog.by_id[int.from_bytes(body[:4], "little")]
+        return _order_answer(ctx.catalog, rules, res, p.RESP_TYPES[resp_type])
 
 
-def _failure(ex: Exception) -> Answer:
+def plain_headers(headers: list[tuple[bytes, bytes]]) -> tuple[bool, bytes | None]:
+    """(True, the ``X-MBX-APIKEY`` value or None) when the request's headers (lower-case names) leave it to the
+    lane: no body, no ``Expect``, at most one key; (False, None) otherwise, and falcon serves it."""
+    api_key: bytes | None = None
+    for name, value in headers:
+        if name == b"x-mbx-apikey":
+            if api_key is not None:
+                return False, None
+            api_key = value
+        elif name == b"content-length":
+            if value.strip() != b"0":
+                return False, None
+        elif name == b"transfer-encoding" or name == b"expect":
+            return False, None
+    return True, api_key
+
+
+def _order_answer(catalog: Any, rules: Any, res: object, resp: str) -> Answer:
+    """The 200 answer of response type ``resp`` to an order the engine answered ``res``; raises for a reject or
+    anything else (``failure`` maps it)."""
+    if type(res) is not OrderResult:
+        raise rejected_error(res) if type(res) is Rejected else unexpected(res)
+    if resp == "FULL":
+        return _ok(full_text(catalog, res.order, res.fills).encode())
+    return _ok(orjson.dumps(views.new_order(rules, res.order, res.fills, resp)))
+
+
+def _ok(body: bytes) -> Answer:
+    return 200, [(b"content-length", b"%d" % len(body)), _CONTENT_TYPE], body
+
+
+def failure(ex: BaseException) -> Answer:
     """The answer to an exception raised while serving the order, as ``ingress/errors.py`` maps it for falcon."""
     if isinstance(ex, ApiError):
         return _error(ex.http_status, ex.code, ex.msg, ex.headers)

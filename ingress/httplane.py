@@ -39,10 +39,7 @@ import logging
 from collections.abc import Callable, Coroutine
 from typing import Any
 
-import orjson
-
-from ingress.errors import JSON
-from ingress.fastpath import PATH
+from ingress.fastpath import PATH, failure, plain_headers
 from ingress.reply import Replier, defaults_are_plain
 
 try:
@@ -54,8 +51,6 @@ log = logging.getLogger("ingress.httplane")
 
 _PATH = PATH.encode()
 _PATH_QUERY = _PATH + b"?"
-_INTERNAL = orjson.dumps({"code": -1000, "msg": "An unknown error occurred while processing the request."})
-_INTERNAL_HEADERS = [(b"content-type", JSON.encode()), (b"content-length", str(len(_INTERNAL)).encode())]
 _PROTOCOL_NAMES = ("on_headers_complete", "on_message_complete", "on_response_complete", "connection_lost")
 
 
@@ -112,22 +107,6 @@ class LaneCycle:
 def lane_is_supported() -> bool:
     """True when uvicorn's httptools protocol has the methods ``LaneProtocol`` builds on."""
     return HttpToolsProtocol is not None and all(hasattr(HttpToolsProtocol, name) for name in _PROTOCOL_NAMES)
-
-
-def _lane_headers(headers: list[tuple[bytes, bytes]]) -> tuple[bool, bytes | None]:
-    """(True, the API key or None) when the headers leave the request to the lane; (False, None) otherwise."""
-    api_key: bytes | None = None
-    for name, value in headers:
-        if name == b"x-mbx-apikey":
-            if api_key is not None:
-                return False, None
-            api_key = value
-        elif name == b"content-length":
-            if value.strip() != b"0":
-                return False, None
-        elif name == b"transfer-encoding" or name == b"expect":
-            return False, None
-    return True, api_key
 
 
 def drive(coro: Coroutine[Any, Any, None], loop: asyncio.AbstractEventLoop, failed: Callable[[], None]) -> None:
@@ -200,7 +179,7 @@ class LaneProtocol(HttpToolsProtocol):  # type: ignore[misc,valid-type]
                 and not parser.should_upgrade()
                 and (self.cycle is None or self.cycle.response_complete)
             ):
-                plain, api_key = _lane_headers(self.headers)
+                plain, api_key = plain_headers(self.headers)
                 if plain:
                     self._start_lane(url[len(_PATH_QUERY) :], api_key, parser.should_keep_alive())
                     return
@@ -220,10 +199,9 @@ class LaneProtocol(HttpToolsProtocol):  # type: ignore[misc,valid-type]
             answer = await self.lane.answer(query, api_key)
             if answer is None:  # the lane declines only a query string that is not UTF-8: never ASCII
                 raise RuntimeError("the fast lane declined an ASCII query string")
-            status, headers, body = answer
-        except Exception:
-            log.exception("lane_request_failed path=%s", PATH)
-            status, headers, body = 500, _INTERNAL_HEADERS, _INTERNAL
+        except Exception as ex:  # noqa: BLE001 - logged with a request id and answered 500 / -1000, as falcon does
+            answer = failure(ex)
+        status, headers, body = answer
         if cycle.disconnected:  # the client went away: nothing to write, nothing left behind
             return
         if cycle.flow.write_paused:
