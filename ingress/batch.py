@@ -70,7 +70,6 @@ import importlib
 import itertools
 import os
 import re
-import weakref
 from collections.abc import Sequence
 from operator import itemgetter
 from typing import Any
@@ -152,22 +151,13 @@ def core_name() -> str:
 # exchange, whose EXCHANGE_* variables they reset)
 select_core("python" if os.environ.get("INGRESS_BATCH_PURE_PYTHON", "") not in ("", "0") else CORES[0])
 
-# catalog -> (the C core's copy of name -> (symbol_id, shard, price decimals, tick units, min price, max price,
-# qty decimals, step units, min qty, max qty) and of the sides and times in force, symbol_id -> (head, asset JSON
-# text, price decimals, tick units, qty decimals, step units)): what the C core reads, gathered once per catalog
-_TABLES: weakref.WeakKeyDictionary[Catalog, tuple[Any, dict[int, tuple]]] = weakref.WeakKeyDictionary()
-
-
-_last_tables: tuple[Catalog | None, Any] = (None, None)  # the last catalog asked for and its tables (no weakref)
-
 
 def _core_tables(catalog: Catalog) -> tuple[Any, dict[int, tuple]]:
-    """The C core's tables of ``catalog``: (for ``_batchcore.plan``, for ``_batchcore.render``)."""
-    global _last_tables
-    last = _last_tables
-    if last[0] is catalog:
-        return last[1]
-    tables = _TABLES.get(catalog)
+    """The C core's tables of ``catalog`` (for ``_batchcore.plan``/``scan``/``scan_query``: name -> (symbol_id,
+    shard, price decimals, tick units, min price, max price, qty decimals, step units, min qty, max qty), the sides,
+    times in force and STP modes; for ``_batchcore.render``: symbol_id -> (head, asset JSON text, price decimals,
+    tick units, qty decimals, step units)), gathered once and kept on the catalog."""
+    tables = catalog.core_tables
     if tables is None:
         plain = {
             name: (r.symbol_id, r.shard, r.price_decimals, r.tick_units, r.min_price, r.max_price,
@@ -178,8 +168,7 @@ def _core_tables(catalog: Catalog) -> tuple[Any, dict[int, tuple]]:
             symbol_id: (head, asset, r.price_decimals, r.tick_units, r.qty_decimals, r.step_units)
             for symbol_id, (head, asset, _, r) in catalog.text_parts.items()
         }
-        tables = _TABLES[catalog] = (_CORE_MODULE.tables(plain, _SIDES, _TIFS, p.STP_MODES), texts)
-    _last_tables = (catalog, tables)
+        tables = catalog.core_tables = (_CORE_MODULE.tables(plain, _SIDES, _TIFS, p.STP_MODES), texts)
     return tables
 
 
@@ -496,8 +485,8 @@ def scan_query(catalog: Catalog, query: bytes) -> tuple[bytes, int, int, bytes, 
     core = _core
     if core is None:
         return None
-    last = _last_tables  # _core_tables' first look, without its call (this runs per order)
-    return core.scan_query(query, (last[1] if last[0] is catalog else _core_tables(catalog))[0], catalog.shard_count)
+    tables = catalog.core_tables or _core_tables(catalog)  # (inlined first look: this runs per order)
+    return core.scan_query(query, tables[0], catalog.shard_count)
 
 
 def order_body(scanned: bytes, user_id: int) -> bytes:
@@ -513,5 +502,5 @@ def render_order(catalog: Catalog, record: bytes) -> bytes | None:
     core = _core
     if core is None:
         return None
-    last = _last_tables
-    return core.render_order(record, (last[1] if last[0] is catalog else _core_tables(catalog))[1])
+    tables = catalog.core_tables or _core_tables(catalog)
+    return core.render_order(record, tables[1])

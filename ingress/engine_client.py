@@ -205,8 +205,6 @@ class RingEngineClient:
         removes it; ``call`` removes it at once. A command answered by a ``Results`` record
         (``NewOrders``) resolves to that record's bytes: ``call`` decodes it.
         """
-        if self._broken is not None:
-            raise EngineTimeout(self._broken)
         rid = self._next_rid
         return self._send(shard, rid, encode_command(rid, cmd))
 
@@ -215,8 +213,6 @@ class RingEngineClient:
         the one ``encode_command`` writes): the future of the answer record itself, undecoded, whatever its kind
         (``decode`` gives its Result). For the single-order fast lane, which writes a FULL answer from its bytes.
         """
-        if self._broken is not None:
-            raise EngineTimeout(self._broken)
         rid = self._next_rid
         fut = self._send(shard, rid, _NEW_ORDER_TYPE + rid.to_bytes(8, "little") + body)
         self._raw.add(rid)
@@ -224,7 +220,10 @@ class RingEngineClient:
 
     def _send(self, shard: int, rid: int, record: bytes) -> asyncio.Future[Any]:
         """Write request ``rid``'s command ``record`` to ``shard``'s ring (EngineBusy when full: nothing sent),
-        have its doorbell rung at the end of this loop pass, and return the future its answer resolves."""
+        have its doorbell rung at the end of this loop pass, and return the future its answer resolves
+        (EngineTimeout at once when the client is broken or closed)."""
+        if self._broken is not None:
+            raise EngineTimeout(self._broken)
         self._next_rid = rid + 1
         if not self._command_rings[shard].write(record):
             self.busy += 1

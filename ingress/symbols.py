@@ -165,6 +165,7 @@ class Catalog:
             )
             for r in self.rules
         }
+        self.core_tables: tuple[Any, dict[int, tuple]] | None = None  # ingress/batch.py's C core tables, built once
 
     @classmethod
     def from_config(cls, config: Any) -> Catalog:
