@@ -128,7 +128,7 @@ class Replier:
     def _load_defaults(self, defaults: list[Header]) -> None:
         self._defaults_of = defaults
         lines = [(name.lower(), value) for name, value in defaults]  # uvicorn writes names lower-cased
-        self._defaults_ok = defaults_are_plain(defaults)
+        self._defaults_ok = defaults_are_plain(lines)
         self._defaults = b"".join(name + b": " + value + b"\r\n" for name, value in lines)
 
     def _write(self, cycle: Any, status: int, headers: Sequence[Header], body: bytes) -> None:
