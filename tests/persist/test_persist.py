@@ -13,10 +13,8 @@ import time
 from typing import Any
 
 import asyncpg
-import pytest
 import redis
 
-from deploy.migrate import apply_migrations
 from persist import main as persist_main
 from persist import store
 from shards.journal import RedisJournal
@@ -25,13 +23,6 @@ from shards.stream import stream_key
 from tests.persist.flow import engine_of_shard, open_orders, persist_until, progress_of, run_flow, trade_count
 
 TERMINAL = {3, 4, 5, 6, 7}
-
-
-@pytest.fixture
-def urls(services: Any) -> tuple[str, str]:
-    dsn = services.create_database("persist")
-    asyncio.run(apply_migrations(dsn))
-    return dsn, services.redis_db_url()
 
 
 async def _rows(dsn: str) -> dict[str, list]:

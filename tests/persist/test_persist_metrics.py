@@ -8,24 +8,15 @@ import time
 from typing import Any
 
 import asyncpg
-import pytest
 import redis.asyncio as aioredis
 
 from deploy import telemetry
-from deploy.migrate import apply_migrations
 from persist import main as persist_main
 from shards.journal import RedisJournal
 from tests.conftest import publish_while_failing
 from tests.persist.flow import config_for, engine_of_shard, run_flow
 
 LIMIT_S = 30.0  # bound of the polling below, not an assertion
-
-
-@pytest.fixture
-def urls(services: Any) -> tuple[str, str]:
-    dsn = services.create_database("persist")
-    asyncio.run(apply_migrations(dsn))
-    return dsn, services.redis_db_url()
 
 
 async def _counts(dsn: str) -> dict[str, int]:
