@@ -17,7 +17,9 @@ Phases, each with the same load tool, threads and connections:
    full speed: orders/s and latency p50/p99/p99.9.
 3. batch: signed ``POST /api/v3/batchOrders`` of 100 orders: orders/s (per-order
    errors inside the answers are counted and left out).
-4. paced: single orders at half the saturated rate. wrk2 is not packaged, so
+4. paced: single orders at half the saturated rate (and, in phase 1, the bare
+   endpoint at half of its own: the floor this machine and load tool give a
+   paced tail, measured in the same run). wrk2 is not packaged, so
    the pace comes from wrk's ``delay()`` hook: each of C connections waits a
    random think time (exponential, mean ``BENCH_DELAY_MS``) after every
    answer, C chosen so that C / (delay + latency) is the target rate. Random
@@ -96,6 +98,7 @@ def log(msg: str) -> None:
 
 CATCH_UP_S = 120.0  # longest wait for persist to catch up after a phase
 CATCH_UP_QUICK_S = 8.0  # the same with --quick (the run stays under 30 s; a lag left is reported)
+PACE_DELAY_MS = 10  # mean think time of a paced connection between an answer and its next request
 
 
 def free_port() -> int:
@@ -388,6 +391,21 @@ def run_load(url: str, requests: Path, *, threads: int, connections: int, durati
     return figures
 
 
+def run_paced(url: str, requests: Path, load: dict, target: float, quick: bool) -> tuple[dict, int]:
+    """A paced run at ``target`` requests/s (``PACE_DELAY_MS`` think time per connection); (figures, connections).
+
+    C connections each wait a random think time after every answer. A 1 s run at a guess measures what one
+    connection does; C is then scaled to the target (not with ``quick``: the guess, delay + 1 ms per request).
+    """
+    threads = load["threads"]
+    guess = max(threads, round(target * (PACE_DELAY_MS + 1) / 1000))
+    connections = guess
+    if not quick:
+        probe = run_load(url, requests, **{**load, "connections": guess, "duration": 1.0}, delay_ms=PACE_DELAY_MS)
+        connections = max(threads, round(guess * target / max(probe["ok_per_s"], 1.0)))
+    return run_load(url, requests, **{**load, "connections": connections}, delay_ms=PACE_DELAY_MS), connections
+
+
 def _ms(us: float) -> float:
     return round(us / 1000, 3)
 
@@ -430,9 +448,11 @@ def main(argv: list[str] | None = None) -> int:
             if not args.quick:
                 run_load(bare_server.url, bare_file, **{**load, "duration": 1.0})  # warm-up
             bare = run_load(bare_server.url, bare_file, **load, watch=watch)
+            _describe("bare", bare)
+            bare_paced, _ = run_paced(bare_server.url, bare_file, load, bare["ok_per_s"] / 2, args.quick)
+            _describe("bare paced", bare_paced)
         finally:
             bare_server.stop()
-        _describe("bare", bare)
 
         log(f"starting the exchange ... ({time.monotonic() - started:.1f} s)")
         ex = Exchange(workdir, args.workers, args.shards, args.wait_strategy, args.set)
@@ -470,18 +490,9 @@ def main(argv: list[str] | None = None) -> int:
                 if lag_left == 0
                 else f"persist still {lag_left} events behind {catch_up_s:.1f} s after the batch window"
             )
-            # Pace: C connections, each waiting delay_ms after every answer. A 1 s run at a guess
-            # measures what one connection does; C is then scaled to the target (not with --quick).
             target = single["ok_per_s"] / 2
-            delay_ms = 10
-            guess = max(args.threads, round(target * (delay_ms + 1) / 1000))
-            connections = guess
-            if not args.quick:
-                probe = run_load(ex.rest_url, single_file, **{**load, "connections": guess, "duration": 1.0},
-                                 delay_ms=delay_ms)  # fmt: skip
-                connections = max(args.threads, round(guess * target / max(probe["ok_per_s"], 1.0)))
             ex.wait_persisted(catch_up_limit)  # the paced phase measures a steady state, not the batch's backlog
-            paced = run_load(ex.rest_url, single_file, **{**load, "connections": connections}, delay_ms=delay_ms)
+            paced, connections = run_paced(ex.rest_url, single_file, load, target, args.quick)
             _describe("paced", paced, "orders/s")
         finally:
             status = ex.stop()
@@ -540,10 +551,14 @@ def main(argv: list[str] | None = None) -> int:
         "paced_target_per_s": round(target),
         "paced_orders_per_s": round(paced["ok_per_s"]),
         "paced_connections": connections,
-        "paced_delay_ms": delay_ms,
+        "paced_delay_ms": PACE_DELAY_MS,
         "paced_p50_ms": _ms(paced["p50_us"]),
         "paced_p99_ms": _ms(paced["p99_us"]),
         "paced_p999_ms": _ms(paced["p999_us"]),
+        "bare_paced_req_per_s": round(bare_paced["ok_per_s"]),
+        "bare_paced_p50_ms": _ms(bare_paced["p50_us"]),
+        "bare_paced_p99_ms": _ms(bare_paced["p99_us"]),
+        "bare_paced_p999_ms": _ms(bare_paced["p999_us"]),
         "bare_cpu_us_per_req": bare_cpu,
         **{f"single_{role}_cpu_us_per_order": single_cpu[role] for role in ROLES},
         **{f"batch_{role}_cpu_us_per_order": batch_cpu[role] for role in ROLES},
