@@ -290,6 +290,32 @@ def test_pipelined_requests_are_answered_in_order(servers) -> None:
     assert [_same_bytes(a) for a in lane_answers] == [_same_bytes(a) for a in plain_answers]
 
 
+def _send_in_pieces(port: int, request: bytes, size: int) -> bytes:
+    """The raw response to ``request`` written ``size`` bytes at a time, each piece its own TCP segment."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as conn:
+        conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        for start in range(0, len(request), size):
+            conn.sendall(request[start : start + size])
+            time.sleep(0.001)  # the server reads each piece on its own
+        return _read_response(conn, bytearray())
+
+
+@pytest.mark.parametrize("size", [1, 7, 64])
+def test_a_request_that_arrives_in_pieces_is_answered_like_one_that_arrives_whole(servers, monkeypatch, size) -> None:
+    lane, plain = servers
+    _quiet_access_log()
+    user = _new_user(lane)
+    asgi_paths = _asgi_calls(monkeypatch)
+
+    lane_answer = _send_in_pieces(lane.port, _order(user, LIMIT | {"newClientOrderId": f"piece-{size}"}), size)
+    plain_answer = _send_in_pieces(plain.port, _order(user, LIMIT | {"newClientOrderId": f"piece-{size}"}), size)
+
+    assert lane_answer.startswith(b"HTTP/1.1 200 OK")
+    assert f'"clientOrderId":"piece-{size}"'.encode() in lane_answer
+    assert asgi_paths == [ORDER]  # the lane took the order whatever its pieces; only the plain server's went to ASGI
+    assert _same_bytes(lane_answer) == _same_bytes(plain_answer)
+
+
 def test_a_client_that_goes_away_mid_request_leaves_nothing_behind(make_config) -> None:
     _quiet_access_log()
     config = make_config()
