@@ -8,6 +8,7 @@ import asyncpg
 import pytest
 
 from deploy.migrate import MigrationError, apply_migrations, discover
+from persist.rows import ORDER_COLUMNS
 
 
 async def _fetch(dsn: str, query: str) -> list[asyncpg.Record]:
@@ -50,6 +51,36 @@ def test_users_table_matches_the_contract(services):
         ("created_at", "timestamp with time zone", "NO"),
     ]
     assert columns[0]["is_identity"] == "YES"
+
+
+async def _first_page_row_after_update(dsn: str) -> tuple[int, int]:
+    """Fill the first page of ``orders`` as persist does (one insert of many orders), then make the update persist
+    makes when a resting order fills (only ``UPDATED_COLUMNS``); (rows on the first page, the updated row's page)."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        await conn.execute(
+            f"INSERT INTO orders ({', '.join(ORDER_COLUMNS)}) SELECT 1, n, 7, 'coid-' || n, 1, 1, 1, 0, 10000, 5, 0, 0,"
+            " 0, 1, 1700000000000 + n, 1700000000000 + n, 0, n FROM generate_series(1, 400) n"
+        )
+        first_page = await conn.fetchval("SELECT count(*) FROM orders WHERE (ctid::text::point)[0] = 0")
+        await conn.execute(
+            "UPDATE orders SET executed_qty = 5, cum_quote = 50000, status = 3, update_time = update_time + 1,"
+            " last_seq = 401 WHERE symbol_id = 1 AND order_id = 1"
+        )
+        page = await conn.fetchval("SELECT (ctid::text::point)[0]::int FROM orders WHERE order_id = 1")
+        return first_page, page
+    finally:
+        await conn.close()
+
+
+def test_an_order_that_fills_is_updated_in_place_on_its_page(services):
+    dsn = services.create_database("migrate")
+    asyncio.run(apply_migrations(dsn))
+
+    first_page, page = asyncio.run(_first_page_row_after_update(dsn))
+
+    assert first_page > 1  # the insert filled the first page as far as its fillfactor lets it
+    assert page == 0  # the new version stayed on its page: a heap-only tuple, no new index entries
 
 
 def test_an_edited_applied_migration_is_refused(services, tmp_path):
