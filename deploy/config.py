@@ -153,6 +153,7 @@ class Config:
     postgres: PostgresConfig
     affinity: Mapping[str, tuple[int, ...]]
     nice: Mapping[str, int]  # role (or "postgres") -> how much to lower its CPU priority, 0-19
+    idle: frozenset[str] = frozenset()  # roles (or "postgres") set to "idle": run in the idle cpu cgroup
     symbols: tuple[SymbolConfig, ...]
 
     def __repr__(self) -> str:
@@ -161,7 +162,7 @@ class Config:
             f"Config(data_dir={str(self.data_dir)!r}, admin_token={token!r}, rest={self.rest!r}, "
             f"wsfeed={self.wsfeed!r}, engine={self.engine!r}, persist={self.persist!r}, accounts={self.accounts!r}, "
             f"redis={self.redis!r}, postgres={self.postgres!r}, affinity={dict(self.affinity)!r}, "
-            f"nice={dict(self.nice)!r}, "
+            f"nice={dict(self.nice)!r}, idle={sorted(self.idle)!r}, "
             f"symbols=<{len(self.symbols)} symbols: {' '.join(s.symbol for s in self.symbols)}>)"
         )
 
@@ -385,15 +386,24 @@ NICE_KEYS = (*ROLES, "postgres")  # "postgres": the embedded server and its back
 DEFAULT_NICE = {"persist": 5, "postgres": 5}  # the writers yield the CPU to the order path (README: CPU priority)
 
 
-def _nice(raw: Mapping[str, Any]) -> dict[str, int]:
+IDLE = "idle"  # a [nice] value: the role runs in an idle cpu cgroup (deploy/idlegroup.py), else at nice 19
+IDLE_FALLBACK_NICE = 19
+
+
+def _nice(raw: Mapping[str, Any]) -> tuple[dict[str, int], frozenset[str]]:
+    """The nice value of each role and the roles set to ``"idle"`` (whose nice value is the fallback, 19)."""
     result = dict(DEFAULT_NICE)
+    idle = set()
     for key, value in raw.items():
         if key not in NICE_KEYS:
             raise ConfigError(f"nice.{key}", f"must be one of {', '.join(NICE_KEYS)}")
-        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 19:
-            raise ConfigError(f"nice.{key}", f"must be an integer from 0 to 19, got {value!r}")
+        if value == IDLE:
+            idle.add(key)
+            value = IDLE_FALLBACK_NICE
+        elif isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 19:
+            raise ConfigError(f"nice.{key}", f'must be an integer from 0 to 19 or "{IDLE}", got {value!r}')
         result[key] = value
-    return result
+    return result, frozenset(idle)
 
 
 _TOP_KEYS = {
@@ -476,7 +486,7 @@ def build_config(raw: Mapping[str, Any], env: Mapping[str, str] = os.environ) ->
     )
     counts = {"ingress": rest.workers, "shard": engine.shards, "persist": 1, "wsfeed": wsfeed.processes}
     affinity = _affinity(_table(raw, "affinity"), counts)
-    nice = _nice(_table(raw, "nice"))
+    nice, idle = _nice(_table(raw, "nice"))
 
     raw_symbols = raw.get("symbols", [default_symbol_table(s) for s in DEFAULT_SYMBOLS])
     if not isinstance(raw_symbols, list) or not raw_symbols:
@@ -503,6 +513,7 @@ def build_config(raw: Mapping[str, Any], env: Mapping[str, str] = os.environ) ->
         postgres=postgres,
         affinity=affinity,
         nice=nice,
+        idle=idle,
         symbols=symbols,
     )
 

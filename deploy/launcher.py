@@ -5,8 +5,9 @@ Start, in this order (each step undone in reverse on the way out):
  2. lock the data folder (``deploy.lock``): a second launcher on it fails at once;
  3. create every ring and every doorbell of the topology (removing stale segments
     a killed launcher may have left under this data folder's instance id);
- 4. start the embedded PostgreSQL and Redis unless ``postgres.url`` / ``redis.url``
-    are set, and apply the database migrations;
+ 4. make the idle cpu cgroup when a ``[nice]`` role is ``"idle"`` (``deploy.idlegroup``; removed after the
+    servers have stopped), start the embedded PostgreSQL (moved into that group when ``postgres`` is idle)
+    and Redis unless ``postgres.url`` / ``redis.url`` are set, and apply the database migrations;
  5. bind the REST listening socket (and the WebSocket one once wsfeed exists);
  6. start the children (``python -m deploy.child ROLE INDEX``), print where the
     exchange listens and the admin token, then supervise (``deploy.supervisor``).
@@ -41,10 +42,11 @@ from setproctitle import setproctitle
 
 from deploy.config import Config, ConfigError
 from deploy.embedded import ServerProcess, start_postgres, start_redis
+from deploy.idlegroup import IdleGroup
 from deploy.lock import DataDirLock
 from deploy.log import log_event, set_process_name
 from deploy.migrate import apply_migrations
-from deploy.procs import die_with_parent, lower_children, lower_priority
+from deploy.procs import child_pids, die_with_parent, lower_children, lower_priority
 from deploy.roles import ROLE_TABLE, check_roles
 from deploy.supervisor import Supervisor
 from deploy.topology import ProcessContext, Topology, instance_id
@@ -52,6 +54,7 @@ from deploy.topology import ProcessContext, Topology, instance_id
 CHILD_STOP_DEADLINE_S = 15.0
 SERVER_STOP_DEADLINE_S = 30.0
 BACKEND_SWEEP_S = 1.0  # how often the embedded PostgreSQL's new backends get their priority lowered
+IDLE_GROUP_REMOVE_S = 5.0  # how long the idle cpu cgroup's removal waits for its last processes to exit
 
 
 class LaunchError(Exception):
@@ -134,7 +137,47 @@ def _listen(host: str, port: int, what: str) -> socket.socket:
     return sock
 
 
-def _start_servers(config: Config, stack: contextlib.ExitStack, env: dict[str, str]) -> list[ServerProcess]:
+def _idle_group(config: Config, stack: contextlib.ExitStack) -> IdleGroup | None:
+    """The idle cpu cgroup of the roles set to ``"idle"`` in ``[nice]``, removed when the stack unwinds (after
+    the processes in it have stopped); None when no role is, or when it cannot be made (they keep nice 19)."""
+    if not config.idle:
+        return None
+    try:
+        idle = IdleGroup.create()
+    except OSError as exc:
+        log_event("idle_group_unavailable", "warning", roles=",".join(sorted(config.idle)), error=repr(exc), nice=19)
+        return None
+    log_event("idle_group_created", path=str(idle.path), roles=",".join(sorted(config.idle)))
+    stack.callback(_remove_idle_group, idle)
+    return idle
+
+
+def _join_idle(idle: IdleGroup, pid: int, name: str) -> None:
+    try:
+        idle.add(pid)
+    except OSError as exc:  # gone already, or the group was taken away: it keeps its nice value
+        log_event("idle_group_join_failed", "warning", process=name, pid=pid, error=repr(exc))
+
+
+def _remove_idle_group(idle: IdleGroup) -> None:
+    deadline = time.monotonic() + IDLE_GROUP_REMOVE_S
+    while True:
+        try:
+            idle.remove()
+            log_event("idle_group_removed", path=str(idle.path))
+            return
+        except FileNotFoundError:
+            return
+        except OSError as exc:  # EBUSY: a process in it has not exited yet
+            if time.monotonic() > deadline:
+                log_event("idle_group_left", "warning", path=str(idle.path), pids=idle.pids(), error=repr(exc))
+                return
+            time.sleep(0.05)
+
+
+def _start_servers(
+    config: Config, stack: contextlib.ExitStack, env: dict[str, str], idle: IdleGroup | None = None
+) -> list[ServerProcess]:
     servers: list[ServerProcess] = []
     database_url, redis_url = config.postgres.url, config.redis.url
     if not database_url:
@@ -142,6 +185,10 @@ def _start_servers(config: Config, stack: contextlib.ExitStack, env: dict[str, s
         stack.callback(_stop_server, pg)
         servers.append(pg)
         database_url = pg.url
+        if idle is not None and "postgres" in config.idle:
+            # the server and the processes it forked at start; the backends it forks later start in its group
+            for pid in (pg.proc.pid, *child_pids(pg.proc.pid)):
+                _join_idle(idle, pid, "postgres")
     if not redis_url:
         redis = start_redis(config.data_dir, appendfsync=config.redis.appendfsync, unix_socket=config.redis.unix_socket)
         stack.callback(_stop_server, redis)
@@ -237,7 +284,8 @@ def up(config: Config, config_path: Path | None) -> int:
         stack.callback(_release_lock, lock)
         log_event("lock_acquired", path=str(lock.path), instance=topology.instance)
         doorbells = _create_rings(topology, stack)
-        servers = _start_servers(config, stack, child_env)
+        idle = _idle_group(config, stack)
+        servers = _start_servers(config, stack, child_env, idle)
         applied = asyncio.run(apply_migrations(child_env["DATABASE_URL"]))
         log_event("migrations_applied", applied=",".join(applied) or "none")
         rest_sock = stack.enter_context(_listen(config.rest.host, config.rest.port, "REST API"))
@@ -257,7 +305,7 @@ def up(config: Config, config_path: Path | None) -> int:
         pass_fds = (*doorbells.values(), rest_sock.fileno(), *([ws_fd] if ws_fd >= 0 else []))
 
         def spawn(role: str, index: int) -> subprocess.Popen[bytes]:
-            return subprocess.Popen(
+            proc = subprocess.Popen(
                 [sys.executable, "-m", "deploy.child", role, str(index)],
                 env=child_env,
                 pass_fds=pass_fds,
@@ -265,6 +313,9 @@ def up(config: Config, config_path: Path | None) -> int:
                 start_new_session=True,
                 preexec_fn=die_with_parent(signal.SIGTERM),
             )
+            if idle is not None and role in config.idle:
+                _join_idle(idle, proc.pid, f"{role}.{index}")
+            return proc
 
         supervisor = Supervisor(spawn)
         for spec in roles:

@@ -75,16 +75,21 @@ def lower_priority(nice: int, pid: int = 0) -> bool:
     return True
 
 
+def child_pids(parent: int) -> list[int]:
+    """The pids of ``parent``'s children; none when it is gone or the kernel lacks CONFIG_PROC_CHILDREN."""
+    try:
+        return [int(pid) for pid in Path(f"/proc/{parent}/task/{parent}/children").read_text().split()]
+    except OSError:
+        return []
+
+
 def lower_children(parent: int, nice: int, done: set[int]) -> list[int]:
     """``lower_priority(nice)`` for each child of ``parent`` not in ``done`` that leads its session; returns them.
 
     ``done`` is updated (and pruned of children that are gone). A child that has not called ``setsid`` yet is
     left for the next sweep, so its own group is the one that gets lowered.
     """
-    try:
-        children = {int(pid) for pid in Path(f"/proc/{parent}/task/{parent}/children").read_text().split()}
-    except OSError:  # the parent is gone, or a kernel without CONFIG_PROC_CHILDREN
-        return []
+    children = set(child_pids(parent))
     done &= children
     lowered = []
     for pid in children - done:

@@ -17,9 +17,10 @@ Phases, each with the same load tool, threads and connections:
    full speed: orders/s and latency p50/p99/p99.9.
 3. batch: signed ``POST /api/v3/batchOrders`` of 100 orders: orders/s (per-order
    errors inside the answers are counted and left out).
-4. paced: single orders at half the saturated rate (and, in phase 1, the bare
-   endpoint at half of its own: the floor this machine and load tool give a
-   paced tail, measured in the same run). wrk2 is not packaged, so
+4. paced: single orders at half the saturated rate, or at ``--paced-rate R``
+   orders/s (and, in phase 1, the bare endpoint at half of its own: the floor
+   this machine and load tool give a paced tail, measured in the same run).
+   wrk2 is not packaged, so
    the pace comes from wrk's ``delay()`` hook: each of C connections waits a
    random think time (exponential, mean ``BENCH_DELAY_MS``) after every
    answer, C chosen so that C / (delay + latency) is the target rate. Random
@@ -47,7 +48,7 @@ the CPU per batched order of persist and PostgreSQL with their catch-up.
 CPU time per order is reported for every process: ingress workers, shards,
 persist, wsfeed, PostgreSQL and Redis; on 2 cores they compete for the CPU.
 
-Usage: ``python loadtests/bench_orders.py [--quick] [--duration S] [--connections N]``.
+Usage: ``python loadtests/bench_orders.py [--quick] [--duration S] [--connections N] [--paced-rate R]``.
 The last stdout line is one JSON object with the figures.
 """
 
@@ -254,6 +255,20 @@ def children_by_title(parent: int) -> dict[str, int]:
     return found
 
 
+def role_pids(launcher: int, workers: int, shards: int, timeout_s: float = 30.0) -> dict[str, list[int]]:
+    """Role -> pids of the launcher's children (``ROLES``; postgres and redis empty: ``server_pids``), once each
+    child has named itself (a child at a low priority may do so well after the exchange said it was ready)."""
+    expected = {"ingress": workers, "shard": shards, "persist": 1, "wsfeed": 1}
+    deadline = time.monotonic() + timeout_s
+    while True:
+        titles = children_by_title(launcher)
+        found = {role: [pid for title, pid in titles.items() if title.startswith(f"exchange: {role} ")]
+                 for role in ROLES}  # fmt: skip
+        if all(len(found[role]) >= n for role, n in expected.items()) or time.monotonic() > deadline:
+            return found
+        time.sleep(0.05)
+
+
 def server_pids(root: int, workdir: Path) -> dict[str, list[int]]:
     """The PostgreSQL and Redis processes of the exchange: under ``root``, or under one naming ``workdir``.
 
@@ -427,6 +442,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--shards", type=int, default=2)
     parser.add_argument("--wait-strategy", default="block", choices=("block", "yield", "spin"))
+    parser.add_argument(
+        "--paced-rate", type=float, default=0.0, help="orders/s of the paced phase (default: half the saturated rate)"
+    )
     parser.add_argument("--keep", action="store_true", help="keep the temp folder (logs, data)")
     parser.add_argument(
         "--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
@@ -458,10 +476,7 @@ def main(argv: list[str] | None = None) -> int:
         ex = Exchange(workdir, args.workers, args.shards, args.wait_strategy, args.set)
         try:
             log(f"exchange ready at {ex.rest_url} ({time.monotonic() - started:.1f} s)")
-            titles = children_by_title(ex.proc.pid)
-            watch = {
-                role: [pid for title, pid in titles.items() if title.startswith(f"exchange: {role} ")] for role in ROLES
-            }
+            watch = role_pids(ex.proc.pid, args.workers, args.shards)
             users = [ex.new_user() for _ in range(4)]
             symbols = ex.symbols()
             single_file = workdir / "single.tsv"
@@ -490,7 +505,7 @@ def main(argv: list[str] | None = None) -> int:
                 if lag_left == 0
                 else f"persist still {lag_left} events behind {catch_up_s:.1f} s after the batch window"
             )
-            target = single["ok_per_s"] / 2
+            target = args.paced_rate or single["ok_per_s"] / 2
             ex.wait_persisted(catch_up_limit)  # the paced phase measures a steady state, not the batch's backlog
             paced, connections = run_paced(ex.rest_url, single_file, load, target, args.quick)
             _describe("paced", paced, "orders/s")

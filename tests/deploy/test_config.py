@@ -44,6 +44,26 @@ def test_nice_lowers_the_writers_by_default_and_takes_each_role(tmp_path):
     assert load_config(path, env={}).nice == {"persist": 0, "postgres": 5, "wsfeed": 3}
 
 
+def test_nice_idle_puts_a_role_in_the_idle_group_with_nice_19_to_fall_back_on(tmp_path):
+    path = tmp_path / "exchange.toml"
+    path.write_text('[nice]\npersist = "idle"\npostgres = "idle"\nwsfeed = 2\n')
+
+    config = load_config(path, env={})
+
+    assert config.idle == {"persist", "postgres"}
+    assert config.nice == {"persist": 19, "postgres": 19, "wsfeed": 2}
+    assert load_config(None, env={}).idle == frozenset()
+
+
+@pytest.mark.parametrize("value", ['"lowest"', '"IDLE"', "20", "true"])
+def test_nice_takes_no_other_word_or_number(tmp_path, value):
+    path = tmp_path / "exchange.toml"
+    path.write_text(f"[nice]\npersist = {value}\n")
+
+    with pytest.raises(ConfigError, match=r'nice\.persist.*from 0 to 19 or "idle"'):
+        load_config(path, env={})
+
+
 def test_engine_core_auto_picks_the_built_core_and_python_can_be_chosen(tmp_path):
     path = tmp_path / "exchange.toml"
     path.write_text('[engine]\ncore = "python"\n')
