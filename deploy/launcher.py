@@ -176,7 +176,7 @@ def _remove_idle_group(idle: IdleGroup) -> None:
 
 
 def _start_servers(
-    config: Config, stack: contextlib.ExitStack, env: dict[str, str], idle: IdleGroup | None = None
+    config: Config, stack: contextlib.ExitStack, env: dict[str, str], idle: IdleGroup | None
 ) -> list[ServerProcess]:
     servers: list[ServerProcess] = []
     database_url, redis_url = config.postgres.url, config.redis.url

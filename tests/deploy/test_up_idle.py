@@ -13,7 +13,7 @@ from pathlib import Path
 import asyncpg
 
 from tests.conftest import launch, launcher_env, to_toml, wait_ready
-from tests.deploy.test_up_priority import SLEEPERS, _child, _database_url
+from tests.deploy.conftest import SLEEPERS, embedded_database_url, named_child
 
 
 def _cgroup_lines(pid: int) -> list[str]:
@@ -38,12 +38,12 @@ def test_idle_roles_postgres_and_its_later_backends_run_in_the_idle_group_until_
     proc = launch(config, launcher_env(SLEEPERS), log)
     try:
         wait_ready(proc, log, http=False)
-        persist = _child(proc.pid, "exchange: persist")
-        shard = _child(proc.pid, "exchange: shard")
+        persist = named_child(proc.pid, "exchange: persist")
+        shard = named_child(proc.pid, "exchange: shard")
         postmaster = int(re.search(r"event=postgres_ready pid=(\d+)", log.read_text()).group(1))
         created = re.search(r"event=idle_group_created path=(\S+)", log.read_text())
 
-        backend = asyncio.run(_backend_cgroup(_database_url(private_tmp)))
+        backend = asyncio.run(_backend_cgroup(embedded_database_url(private_tmp)))
         if created is None:  # no idle group here: the fallback, said in the log
             assert "event=idle_group_unavailable" in log.read_text()
             assert os.getpriority(os.PRIO_PROCESS, persist) == 19

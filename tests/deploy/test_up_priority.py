@@ -4,7 +4,6 @@ in their own scheduling groups too (autogroup: each leads a session, where nice 
 from __future__ import annotations
 
 import asyncio
-import json
 import re
 import signal
 import time
@@ -13,10 +12,9 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from tests.conftest import child_pids, launch, launcher_env, to_toml, wait_ready
-from tests.deploy.conftest import group_nice
+from tests.conftest import launch, launcher_env, to_toml, wait_ready
+from tests.deploy.conftest import SLEEPERS, embedded_database_url, group_nice, named_child
 
-SLEEPERS = {"ingress": "role_sleeper", "shard": "role_sleeper", "persist": "role_sleeper"}
 pytestmark = pytest.mark.skipif(not Path("/proc/self/autogroup").exists(), reason="no autogroup scheduling here")
 
 
@@ -37,9 +35,9 @@ def test_lowered_roles_postgres_and_its_later_backends_run_in_lowered_groups(pri
     proc = launch(config, launcher_env(SLEEPERS), log)
     try:
         wait_ready(proc, log, http=False)
-        database_url = _database_url(private_tmp)
-        persist = _child(proc.pid, "exchange: persist")
-        shard = _child(proc.pid, "exchange: shard")
+        database_url = embedded_database_url(private_tmp)
+        persist = named_child(proc.pid, "exchange: persist")
+        shard = named_child(proc.pid, "exchange: shard")
         postmaster = int(re.search(r"event=postgres_ready pid=(\d+)", log.read_text()).group(1))
 
         backend = asyncio.run(_backend_nice(database_url))
@@ -52,27 +50,6 @@ def test_lowered_roles_postgres_and_its_later_backends_run_in_lowered_groups(pri
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(60)
-
-
-def _child(launcher: int, title: str) -> int:
-    """The pid of the launcher's child ``<title> 0``, once it has named itself."""
-    deadline = time.monotonic() + 30
-    while not (found := child_pids(launcher, title)) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert found, f"no process named {title!r}"
-    return found[0]
-
-
-def _database_url(tmp: Path) -> str:
-    """The embedded server's URL, as the sleeper roles recorded it."""
-    deadline = time.monotonic() + 30
-    path = tmp / "var" / "roles.log"
-    while time.monotonic() < deadline:
-        if path.exists():
-            for line in path.read_text().splitlines():
-                return json.loads(line)["database_url"]
-        time.sleep(0.05)
-    raise AssertionError("no role recorded its URLs")
 
 
 async def _backend_nice(database_url: str) -> int:
